@@ -1,0 +1,130 @@
+package pki
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// File modes of what the PKI writes.
+const (
+	DirMode  fs.FileMode = 0o700
+	KeyMode  fs.FileMode = 0o600
+	CertMode fs.FileMode = 0o644
+)
+
+// Owner is a numeric uid and gid that written files are given; nil keeps
+// the owner of the process.
+type Owner struct{ UID, GID int }
+
+// ErrExists is returned (wrapped) when a file that must not be overwritten
+// is already there.
+var ErrExists = fs.ErrExist
+
+// WriteNew writes data to path atomically and only if path does not exist:
+// the bytes go to a temporary file in the same directory, are synced, given
+// their mode and owner, and then hard-linked into place, which fails rather
+// than replace a file that appeared meanwhile. Nothing half-written is ever
+// visible under path.
+func WriteNew(path string, data []byte, mode fs.FileMode, owner *Owner) error {
+	return writeAtomic(path, data, mode, owner, false)
+}
+
+// Replace writes data to path atomically, replacing what is there.
+func Replace(path string, data []byte, mode fs.FileMode, owner *Owner) error {
+	return writeAtomic(path, data, mode, owner, true)
+}
+
+func writeAtomic(path string, data []byte, mode fs.FileMode, owner *Owner, replace bool) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	defer func() {
+		// The temporary name never survives: on success it was renamed or
+		// linked (and the extra link is dropped), on failure it is removed.
+		_ = os.Remove(tmp.Name())
+		if err != nil {
+			err = fmt.Errorf("writing %q: %w", path, err)
+		}
+	}()
+	// CreateTemp makes the file 0600, so a key is never readable by others,
+	// not even for a moment.
+	if err = prepare(tmp, data, mode, owner); err != nil {
+		return err
+	}
+	if replace {
+		err = os.Rename(tmp.Name(), path)
+	} else {
+		err = os.Link(tmp.Name(), path)
+	}
+	if err != nil {
+		var linkErr *os.LinkError
+		if errors.As(err, &linkErr) {
+			err = linkErr.Err
+		}
+		return err
+	}
+	return syncDir(dir)
+}
+
+func prepare(f *os.File, data []byte, mode fs.FileMode, owner *Owner) error {
+	_, err := f.Write(data)
+	if err == nil && owner != nil {
+		err = f.Chown(owner.UID, owner.GID)
+	}
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// EnsureDir creates dir (and its parents) with mode 0700 when missing. An
+// existing directory keeps its mode: an operator may have chosen it.
+func EnsureDir(dir string) error {
+	info, err := os.Stat(dir)
+	if err == nil {
+		if !info.IsDir() {
+			return fmt.Errorf("%q exists and is not a directory", dir)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(dir, DirMode); err != nil {
+		return fmt.Errorf("creating directory %q: %w", dir, err)
+	}
+	return nil
+}
+
+// exists reports whether path exists; errors other than "not there" are
+// returned so that an unreadable directory is not mistaken for an empty one.
+func exists(path string) (bool, error) {
+	_, err := os.Lstat(path)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return false, err
+}

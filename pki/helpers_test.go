@@ -1,0 +1,80 @@
+package pki
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// testLayout is a fresh TPA dir and state dir under t.TempDir().
+func testLayout(t *testing.T) Layout {
+	t.Helper()
+	dir := t.TempDir()
+	return Layout{TPADir: filepath.Join(dir, "tpa"), StateDir: filepath.Join(dir, "state")}
+}
+
+func testInitOptions(l Layout) InitOptions {
+	return InitOptions{
+		Layout: l, Cluster: "test", Hostnames: []string{"barman1", "localhost"},
+		IPs: nil, KeyType: ECDSAP256, ServerDays: DefaultServerDays, ClientDays: DefaultClientDays,
+	}
+}
+
+func mustInit(t *testing.T, o InitOptions) []Step {
+	t.Helper()
+	steps, err := Init(o)
+	require.NoError(t, err)
+	return steps
+}
+
+// openssl runs the real openssl and returns its combined output.
+func openssl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl is not installed (apt-get install openssl)")
+	}
+	out, err := exec.Command("openssl", args...).CombinedOutput()
+	return string(out), err
+}
+
+// snapshot reads every file under dirs, by path.
+func snapshot(t *testing.T, dirs ...string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			files[path] = string(data)
+			return err
+		})
+		require.NoError(t, err)
+	}
+	return files
+}
+
+// leftovers lists temporary files a write left behind.
+func leftovers(t *testing.T, dirs ...string) []string {
+	t.Helper()
+	var found []string
+	for _, path := range keys(snapshot(t, dirs...)) {
+		if strings.Contains(filepath.Base(path), ".tmp-") {
+			found = append(found, path)
+		}
+	}
+	return found
+}
+
+func keys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

@@ -1,0 +1,460 @@
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// InitOptions says what init sets up.
+type InitOptions struct {
+	Layout
+	Cluster    string   // CN of the root is Cluster + ".CA"
+	Hostnames  []string // server cert CN (first) and DNS SANs; at least one
+	IPs        []net.IP // server cert IP SANs
+	KeyType    KeyType  // for every key init generates
+	CACertFile string   // adopt this CA instead of creating one ...
+	CAKeyFile  string   // ... with this key (both or neither)
+	ServerDays int
+	ClientDays int
+	Now        func() time.Time // nil: time.Now
+}
+
+// Action is what init did about one file.
+type Action string
+
+// Actions in an init report.
+const (
+	Created  Action = "created"
+	Kept     Action = "kept"
+	Imported Action = "imported"
+	Skipped  Action = "skipped"
+)
+
+// Step is one line of an init report.
+type Step struct {
+	Action Action
+	What   string
+	Path   string
+	Note   string
+}
+
+// Validate checks the options before anything is written.
+func (o *InitOptions) Validate() error {
+	if o.TPADir == "" || o.StateDir == "" {
+		return errors.New("both the TPA directory and the state directory must be set")
+	}
+	if err := CheckName("cluster name", o.Cluster); err != nil {
+		return err
+	}
+	if len(o.Hostnames) == 0 {
+		return errors.New("at least one host name is needed for the server certificate")
+	}
+	for _, h := range o.Hostnames {
+		if err := CheckHostname(h); err != nil {
+			return err
+		}
+	}
+	if _, err := ParseKeyType(string(o.KeyType)); err != nil {
+		return err
+	}
+	if (o.CACertFile == "") != (o.CAKeyFile == "") {
+		return errors.New("--ca-cert and --ca-key go together: give both to adopt an existing CA")
+	}
+	if o.ServerDays < 1 || o.ClientDays < 1 {
+		return errors.New("certificate lifetimes must be at least one day")
+	}
+	return nil
+}
+
+// initRun carries the state of one init.
+type initRun struct {
+	o      InitOptions
+	now    time.Time
+	steps  []Step
+	recs   []Record
+	known  map[string]bool // SHA-256 of certificates already in the inventory
+	root   *x509.Certificate
+	ca     *Authority // nil when the CA key is not on this host
+	server *Authority // the intermediate; nil likewise
+}
+
+// Init creates what is missing of the PKI and keeps everything that exists:
+// no key or certificate is ever replaced. It returns what it did, file by
+// file. Running it twice changes nothing the second time.
+func Init(o InitOptions) ([]Step, error) {
+	if o.KeyType == "" {
+		o.KeyType = DefaultKeyType
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	for _, dir := range []string{o.StateDir, o.TPADir, o.CADir()} {
+		if err := EnsureDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	r := &initRun{o: o, now: time.Now()}
+	if o.Now != nil {
+		r.now = o.Now()
+	}
+	err := withLock(o.Layout, func() error {
+		inv, err := ReadInventory(o.Layout)
+		if err != nil {
+			return err
+		}
+		r.known = make(map[string]bool, len(inv))
+		for _, rec := range inv {
+			r.known[rec.SHA256] = true
+		}
+		for _, step := range []func() error{r.rootCA, r.rootCopies, r.intermediate, r.serverCert, r.testClient, r.meta} {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		if len(r.recs) == 0 {
+			return nil
+		}
+		return addRecords(o.Layout, r.recs...)
+	})
+	return r.steps, err
+}
+
+func (r *initRun) step(a Action, what, path, note string) {
+	r.steps = append(r.steps, Step{Action: a, What: what, Path: path, Note: note})
+}
+
+// record adds cert to the inventory unless it is there already.
+func (r *initRun) record(name string, kind Kind, cert *x509.Certificate, path string) {
+	rec := NewRecord(name, kind, cert, path, r.now)
+	if !r.known[rec.SHA256] {
+		r.known[rec.SHA256] = true
+		r.recs = append(r.recs, rec)
+	}
+}
+
+// rootCA finds, adopts or creates the cluster CA.
+func (r *initRun) rootCA() error {
+	l := r.o.Layout
+	var given *Authority
+	if r.o.CACertFile != "" {
+		// Check the CA offered for adoption first, whatever is set up.
+		var err error
+		if given, err = LoadAuthority(r.o.CACertFile, r.o.CAKeyFile); err != nil {
+			return err
+		}
+	}
+	haveKey, err := exists(l.CAKey())
+	if err != nil {
+		return err
+	}
+	haveCert, err := exists(l.CAStateCert())
+	if err != nil {
+		return err
+	}
+	switch {
+	case haveKey != haveCert:
+		return fmt.Errorf("incomplete CA in %q: one of root.crt and root.key is missing; restore it from a backup (nothing was changed)", l.CADir())
+	case haveKey:
+		ca, err := LoadAuthority(l.CAStateCert(), l.CAKey())
+		if err != nil {
+			return err
+		}
+		if given != nil && !bytes.Equal(given.Cert.Raw, ca.Cert.Raw) {
+			return fmt.Errorf("a different CA (%s) is already set up in %q; refusing to replace it", ca.Cert.Subject, l.CADir())
+		}
+		r.ca, r.root = ca, ca.Cert
+		r.step(Kept, "cluster CA", l.CAKey(), "")
+	case given != nil:
+		if err := r.writeCA(given); err != nil {
+			return err
+		}
+		r.ca, r.root = given, given.Cert
+		r.step(Imported, "cluster CA", l.CAKey(), "from "+r.o.CACertFile)
+	default:
+		return r.adoptOrCreateRoot()
+	}
+	r.record("root", KindRoot, r.root, l.CAStateCert())
+	return nil
+}
+
+// adoptOrCreateRoot keeps a root.crt that an older setup left in the TPA
+// directory (without its key: this host can then verify but not issue), or
+// creates a new CA.
+func (r *initRun) adoptOrCreateRoot() error {
+	l := r.o.Layout
+	haveTPARoot, err := exists(l.RootCert())
+	if err != nil {
+		return err
+	}
+	if haveTPARoot {
+		root, err := LoadCert(l.RootCert())
+		if err != nil {
+			return err
+		}
+		r.root = root
+		note := "adopted without its key: this host can verify clients but not issue certificates"
+		if ok, _ := exists(l.KeyIn(l.TPADir, "CA")); ok {
+			note += fmt.Sprintf("; to issue here, run init --ca-cert %s --ca-key %s", l.CACert(), l.KeyIn(l.TPADir, "CA"))
+		}
+		r.step(Kept, "cluster CA certificate", l.RootCert(), note)
+		r.record("root", KindRoot, root, l.RootCert())
+		return nil
+	}
+	ca, err := newRoot(r.o.Cluster, r.o.KeyType, r.now)
+	if err != nil {
+		return err
+	}
+	if err := r.writeCA(ca); err != nil {
+		return err
+	}
+	r.ca, r.root = ca, ca.Cert
+	r.step(Created, "cluster CA", l.CAKey(), ca.Cert.Subject.String())
+	r.record("root", KindRoot, r.root, l.CAStateCert())
+	return nil
+}
+
+// writeCA stores the CA key (root-only) and certificate in the state dir.
+func (r *initRun) writeCA(ca *Authority) error {
+	keyPEM, err := EncodeKey(ca.Key)
+	if err != nil {
+		return err
+	}
+	if err := WriteNew(r.o.CAKey(), keyPEM, KeyMode, nil); err != nil {
+		return err
+	}
+	return WriteNew(r.o.CAStateCert(), EncodeCerts(ca.Cert), CertMode, nil)
+}
+
+// rootCopies makes sure root.crt and CA.crt in the TPA dir hold the CA.
+func (r *initRun) rootCopies() error {
+	for _, path := range []string{r.o.RootCert(), r.o.CACert()} {
+		have, err := exists(path)
+		if err != nil {
+			return err
+		}
+		if !have {
+			if err := WriteNew(path, EncodeCerts(r.root), CertMode, nil); err != nil {
+				return err
+			}
+			r.step(Created, "CA certificate copy", path, "")
+			continue
+		}
+		cert, err := LoadCert(path)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(cert.Raw, r.root.Raw) {
+			return fmt.Errorf("%q holds a different CA (%s) than the cluster CA (%s); move it away or adopt it with --ca-cert/--ca-key", path, cert.Subject, r.root.Subject)
+		}
+		r.step(Kept, "CA certificate copy", path, "")
+	}
+	return nil
+}
+
+// intermediate finds or creates the server-only intermediate CA.
+func (r *initRun) intermediate() error {
+	l := r.o.Layout
+	if r.ca == nil {
+		r.step(Skipped, "server intermediate CA", l.IntermediateCert(), "the CA key is not on this host")
+		return nil
+	}
+	kind, err := pairState(l.IntermediateCert(), l.IntermediateKey())
+	if err != nil {
+		return err
+	}
+	switch kind {
+	case pairBoth:
+		inter, err := LoadAuthority(l.IntermediateCert(), l.IntermediateKey())
+		if err != nil {
+			return err
+		}
+		if err := inter.Cert.CheckSignatureFrom(r.root); err != nil {
+			return fmt.Errorf("intermediate %q is not signed by the cluster CA: %w", l.IntermediateCert(), err)
+		}
+		r.server = inter
+		r.step(Kept, "server intermediate CA", l.IntermediateCert(), "")
+	case pairNone:
+		inter, err := r.ca.newIntermediate(r.o.Cluster, r.o.Hostnames, r.o.IPs, r.o.KeyType, r.now)
+		if err != nil {
+			return err
+		}
+		if err := writePair(l.IntermediateCert(), l.IntermediateKey(), EncodeCerts(inter.Cert), inter.Key, nil); err != nil {
+			return err
+		}
+		r.server = inter
+		r.step(Created, "server intermediate CA", l.IntermediateCert(), "may only issue server certificates for "+describeNames(r.o.Hostnames, r.o.IPs))
+	default:
+		return incompletePair(l.IntermediateCert(), l.IntermediateKey())
+	}
+	r.record("intermediate", KindIntermediate, r.server.Cert, l.IntermediateCert())
+	return nil
+}
+
+// serverCert finds or creates pg-backup-api.crt/.key.
+func (r *initRun) serverCert() error {
+	l := r.o.Layout
+	kind, err := pairState(l.ServerCert(), l.ServerKey())
+	if err != nil {
+		return err
+	}
+	switch {
+	case kind == pairBoth:
+		cert, err := r.checkPair(l.ServerCert(), l.ServerKey(), x509.ExtKeyUsageServerAuth)
+		if err != nil {
+			return err
+		}
+		r.step(Kept, "server certificate", l.ServerCert(), "")
+		r.record(ServerName, KindServer, cert, l.ServerCert())
+		return nil
+	case kind == pairCertOnly:
+		return incompletePair(l.ServerCert(), l.ServerKey())
+	case r.server == nil:
+		return fmt.Errorf("no server certificate in %q and the CA key is not on this host: copy pg-backup-api.crt/.key from the old setup, or adopt the CA with --ca-cert/--ca-key", l.TPADir)
+	}
+	key, err := r.keyFor(kind, l.ServerKey())
+	if err != nil {
+		return err
+	}
+	serial, err := NewSerial()
+	if err != nil {
+		return err
+	}
+	cert, err := r.server.Sign(ServerTemplate(r.o.Hostnames, r.o.IPs, r.o.ServerDays, r.now, serial), key.Public())
+	if err != nil {
+		return err
+	}
+	if err := r.writeLeaf(kind, l.ServerCert(), l.ServerKey(), EncodeCerts(cert, r.server.Cert), key); err != nil {
+		return err
+	}
+	r.step(Created, "server certificate", l.ServerCert(), describeNames(r.o.Hostnames, r.o.IPs))
+	r.record(ServerName, KindServer, cert, l.ServerCert())
+	return nil
+}
+
+// testClient finds or creates pg-backup-user.crt/.key, the client
+// certificate operators test the API with.
+func (r *initRun) testClient() error {
+	l := r.o.Layout
+	certPath, keyPath := l.CertIn(l.TPADir, TestClientName), l.KeyIn(l.TPADir, TestClientName)
+	kind, err := pairState(certPath, keyPath)
+	if err != nil {
+		return err
+	}
+	switch {
+	case kind == pairBoth:
+		cert, err := r.checkPair(certPath, keyPath, x509.ExtKeyUsageClientAuth)
+		if err != nil {
+			return err
+		}
+		r.step(Kept, "test client certificate", certPath, "")
+		r.record(TestClientName, KindClient, cert, certPath)
+		return nil
+	case kind == pairCertOnly:
+		return incompletePair(certPath, keyPath)
+	case r.ca == nil:
+		r.step(Skipped, "test client certificate", certPath, "the CA key is not on this host")
+		return nil
+	}
+	key, err := r.keyFor(kind, keyPath)
+	if err != nil {
+		return err
+	}
+	cert, err := signClient(r.ca, TestClientName, r.o.ClientDays, key, r.now)
+	if err != nil {
+		return err
+	}
+	if err := r.writeLeaf(kind, certPath, keyPath, EncodeCerts(cert), key); err != nil {
+		return err
+	}
+	r.step(Created, "test client certificate", certPath, "CN="+TestClientName)
+	r.record(TestClientName, KindClient, cert, certPath)
+	return nil
+}
+
+// meta records the settings init ran with, once.
+func (r *initRun) meta() error {
+	have, err := exists(r.o.Meta())
+	if err != nil || have {
+		return err
+	}
+	ips := make([]string, len(r.o.IPs))
+	for i, ip := range r.o.IPs {
+		ips[i] = ip.String()
+	}
+	data, err := json.MarshalIndent(Meta{
+		Cluster: r.o.Cluster, Hostnames: r.o.Hostnames, IPs: ips, KeyType: r.o.KeyType, Created: r.now.UTC(),
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteNew(r.o.Meta(), append(data, '\n'), CertMode, nil)
+}
+
+// checkPair loads an existing certificate and key, checks that they match
+// and that the certificate chains to the cluster CA for usage.
+func (r *initRun) checkPair(certPath, keyPath string, usage x509.ExtKeyUsage) (*x509.Certificate, error) {
+	certs, err := LoadCerts(certPath)
+	if err != nil {
+		return nil, err
+	}
+	key, err := LoadKey(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	if !KeyMatches(certs[0], key) {
+		return nil, fmt.Errorf("key %q does not belong to certificate %q", keyPath, certPath)
+	}
+	if err := VerifyChain(certs, r.root, usage, r.now); err != nil {
+		return nil, fmt.Errorf("certificate %q: %w", certPath, err)
+	}
+	return certs[0], nil
+}
+
+// keyFor returns the existing key (when only the key of a pair is there, as
+// after an interrupted run) or a new one.
+func (r *initRun) keyFor(kind pairKind, keyPath string) (crypto.Signer, error) {
+	if kind == pairKeyOnly {
+		return LoadKey(keyPath)
+	}
+	return r.o.KeyType.Generate()
+}
+
+func (r *initRun) writeLeaf(kind pairKind, certPath, keyPath string, certPEM []byte, key crypto.Signer) error {
+	if kind == pairKeyOnly {
+		return WriteNew(certPath, certPEM, CertMode, nil)
+	}
+	return writePair(certPath, keyPath, certPEM, key, nil)
+}
+
+// VerifyChain checks that certs[0] chains to root through certs[1:] for usage
+// at now. Certificates without ExtKeyUsage (as an older openssl-made CA
+// issued) are accepted for any usage, as Go and OpenSSL do.
+func VerifyChain(certs []*x509.Certificate, root *x509.Certificate, usage x509.ExtKeyUsage, now time.Time) error {
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{
+		Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage},
+	})
+	if err != nil {
+		return fmt.Errorf("does not verify against the cluster CA %s: %w", root.Subject, err)
+	}
+	return nil
+}
+
+func describeNames(hosts []string, ips []net.IP) string {
+	s := fmt.Sprint(hosts)
+	if len(ips) > 0 {
+		s += fmt.Sprint(" ", ips)
+	}
+	return s
+}

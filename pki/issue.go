@@ -1,0 +1,128 @@
+package pki
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// IssueOptions says which client certificate to issue.
+type IssueOptions struct {
+	Layout
+	Name    string  // CN and file name
+	Days    int     // lifetime
+	OutDir  string  // where NAME.crt/.key go; empty: the TPA dir
+	Owner   *Owner  // chown the pair to this owner; nil: keep the process's
+	Renew   bool    // replace an existing pair
+	KeyType KeyType // empty: the key type init used
+	Now     func() time.Time
+}
+
+// Issued is what IssueClient wrote.
+type Issued struct {
+	Cert     *x509.Certificate
+	CertPath string
+	KeyPath  string
+	Renewed  bool
+}
+
+// reservedNames are the files init manages in the TPA directory.
+var reservedNames = []string{ServerName, "root", "CA"}
+
+// IssueClient issues a client certificate signed by the cluster root and
+// records it in the inventory. An existing pair is only replaced with Renew,
+// and then atomically: a reader sees the old pair or the new one.
+func IssueClient(o IssueOptions) (*Issued, error) {
+	if err := CheckName("client name", o.Name); err != nil {
+		return nil, err
+	}
+	for _, r := range reservedNames {
+		if strings.EqualFold(o.Name, r) {
+			return nil, fmt.Errorf("%q is the name of a file init manages; choose another client name", o.Name)
+		}
+	}
+	if o.Days < 1 {
+		return nil, errors.New("--days must be at least 1")
+	}
+	meta, err := ReadMeta(o.Layout)
+	if err != nil {
+		return nil, err
+	}
+	if o.KeyType == "" {
+		o.KeyType = meta.KeyType
+	}
+	if _, err := ParseKeyType(string(o.KeyType)); err != nil {
+		return nil, err
+	}
+	if o.OutDir == "" {
+		o.OutDir = o.TPADir
+	}
+	if err := checkOutDir(o.OutDir); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if o.Now != nil {
+		now = o.Now()
+	}
+
+	var out *Issued
+	err = withLock(o.Layout, func() error {
+		haveKey, err := exists(o.CAKey())
+		if err != nil {
+			return err
+		}
+		if !haveKey {
+			return ErrNoCAKey
+		}
+		ca, err := LoadAuthority(o.CAStateCert(), o.CAKey())
+		if err != nil {
+			return err
+		}
+		certPath, keyPath := o.CertIn(o.OutDir, o.Name), o.KeyIn(o.OutDir, o.Name)
+		kind, err := pairState(certPath, keyPath)
+		if err != nil {
+			return err
+		}
+		if kind != pairNone && !o.Renew {
+			return fmt.Errorf("a certificate or key named %q already exists in %q; use --renew to replace it", o.Name, o.OutDir)
+		}
+		key, err := o.KeyType.Generate()
+		if err != nil {
+			return err
+		}
+		cert, err := signClient(ca, o.Name, o.Days, key, now)
+		if err != nil {
+			return err
+		}
+		write := writePair
+		if kind != pairNone {
+			write = replacePair
+		}
+		if err := write(certPath, keyPath, EncodeCerts(cert), key, o.Owner); err != nil {
+			return err
+		}
+		out = &Issued{Cert: cert, CertPath: certPath, KeyPath: keyPath, Renewed: kind != pairNone}
+		return addRecords(o.Layout, NewRecord(o.Name, KindClient, cert, certPath, now))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func checkOutDir(dir string) error {
+	info, err := os.Stat(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("output directory %q does not exist: create it first (or run 'pgbapi-proxy init' for the TPA directory)", dir)
+		}
+		return err
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("%q is not a directory", dir)
+	}
+	return nil
+}
