@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pgbapi/pgbapi-proxy/pki"
+	"github.com/spf13/pflag"
+)
+
+var issueClientCommand = command{
+	name:    "issue-client",
+	summary: "issue a client certificate (NAME.crt/.key) signed by the cluster CA",
+	about: `Issues a client certificate CN=NAME, signed by the cluster root CA, for one
+service that queries the API (the PEM agent, for one). It is written as
+NAME.crt and NAME.key (mode 0600) into the TPA dir or --out, and recorded
+in the inventory ('pgbapi-proxy list').
+
+An existing NAME is refused; --renew replaces the pair atomically.`,
+	setup: func(fs *pflag.FlagSet) runFunc {
+		layout := layoutFlags(fs)
+		name := fs.String("name", "", "client name: the certificate's CN and file name (required)")
+		days := fs.Int("days", pki.DefaultClientDays, "lifetime in days")
+		out := fs.String("out", "", "directory to write NAME.crt/.key to (default: the TPA dir)")
+		owner := fs.String("owner", "", "give the files to USER[:GROUP] (the service that uses them)")
+		renew := fs.Bool("renew", false, "replace an existing certificate and key of that name")
+		keyType := fs.String("key-type", "", keyTypeUsage()+" (default: the type init used)")
+		return func(ctx context.Context, sio *stdio, args []string) error {
+			if err := noArgs("issue-client", args); err != nil {
+				return err
+			}
+			if *name == "" {
+				return usagef("issue-client needs --name NAME")
+			}
+			var kt pki.KeyType
+			if *keyType != "" {
+				var err error
+				if kt, err = pki.ParseKeyType(*keyType); err != nil {
+					return usageError{err.Error()}
+				}
+			}
+			own, err := parseOwner(*owner)
+			if err != nil {
+				return err
+			}
+			res, err := pki.IssueClient(pki.IssueOptions{
+				Layout: *layout, Name: *name, Days: *days, OutDir: *out,
+				Owner: own, Renew: *renew, KeyType: kt,
+			})
+			if err != nil {
+				return err
+			}
+			verb := "issued"
+			if res.Renewed {
+				verb = "renewed"
+			}
+			fmt.Fprintf(sio.out, "%s %s: serial %s, valid until %s\n  certificate %s\n  key         %s\n",
+				verb, res.Cert.Subject.CommonName, pki.SerialHex(res.Cert), res.Cert.NotAfter.UTC().Format("2006-01-02"),
+				res.CertPath, res.KeyPath)
+			return nil
+		}
+	},
+}

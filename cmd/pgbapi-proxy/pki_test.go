@@ -1,0 +1,244 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The issue's "Done when": init and issue-client make files openssl accepts.
+func TestInitAndIssueClientVerifyWithOpenSSL(t *testing.T) {
+	d := newDirs(t)
+	r := cli(t, nil, d.flags("init", "--hostname", "barman1")...)
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "created  cluster CA")
+	requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "pem")...))
+
+	root := filepath.Join(d.tpa, "root.crt")
+	for _, name := range []string{"pem", "pg-backup-user"} {
+		out := openssl(t, "verify", "-CAfile", root, "-purpose", "sslclient", filepath.Join(d.tpa, name+".crt"))
+		assert.Contains(t, out, ": OK")
+	}
+	server := filepath.Join(d.tpa, "pg-backup-api.crt")
+	out := openssl(t, "verify", "-CAfile", root, "-untrusted", server, "-purpose", "sslserver", server)
+	assert.Contains(t, out, ": OK")
+	out = openssl(t, "x509", "-noout", "-subject", "-ext", "subjectAltName,extendedKeyUsage", "-in", server)
+	assert.Contains(t, out, "subject=CN = barman1")
+	assert.Contains(t, out, "DNS:barman1, IP Address:127.0.0.1")
+	assert.Contains(t, out, "TLS Web Server Authentication")
+
+	// A second init keeps everything, byte for byte, and says so.
+	before := tree(t, filepath.Dir(d.tpa))
+	r = cli(t, nil, d.flags("init", "--hostname", "barman1")...)
+	requireOK(t, r)
+	assert.NotContains(t, r.stdout, "created")
+	assert.Contains(t, r.stdout, "kept  cluster CA")
+	assert.Equal(t, before, tree(t, filepath.Dir(d.tpa)))
+
+	// list shows what was issued, as a table and as JSON.
+	r = cli(t, nil, d.flags("list")...)
+	requireOK(t, r)
+	assert.Regexp(t, `(?m)^pem\s+client\s+[0-9A-F]+\s+\d{4}-\d\d-\d\d \d\d:\d\d\s+valid\s`, r.stdout)
+	r = cli(t, nil, d.flags("list", "--json")...)
+	requireOK(t, r)
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rows))
+	kinds := map[string]string{}
+	for _, row := range rows {
+		kinds[row["name"].(string)] = row["kind"].(string)
+		assert.Equal(t, "valid", row["state"])
+	}
+	assert.Equal(t, map[string]string{
+		"root": "root", "intermediate": "intermediate", "pg-backup-api": "server",
+		"pg-backup-user": "client", "pem": "client",
+	}, kinds)
+}
+
+func TestIssueClientRenewAndOwner(t *testing.T) {
+	d := newDirs(t)
+	requireOK(t, cli(t, nil, d.flags("init", "--hostname", "barman1")...))
+	out := t.TempDir()
+	requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "pem", "--out", out, "--days", "10")...))
+	key := tree(t, out)["pem.key"]
+
+	r := cli(t, nil, d.flags("issue-client", "--name", "pem", "--out", out)...)
+	requireOneLineError(t, r, 1, "--renew")
+	assert.Equal(t, key, tree(t, out)["pem.key"])
+
+	r = cli(t, nil, d.flags("issue-client", "--name", "pem", "--out", out, "--renew")...)
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "renewed pem")
+	assert.NotEqual(t, key, tree(t, out)["pem.key"])
+	openssl(t, "verify", "-CAfile", filepath.Join(d.tpa, "root.crt"), filepath.Join(out, "pem.crt"))
+
+	if os.Geteuid() != 0 {
+		t.Skip("--owner needs root to chown; run the tests as root to cover it")
+	}
+	requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "agent", "--out", out, "--owner", "65534:65534")...))
+	for _, f := range []string{"agent.crt", "agent.key"} {
+		info, err := os.Stat(filepath.Join(out, f))
+		require.NoError(t, err)
+		st := info.Sys().(*syscall.Stat_t)
+		assert.Equal(t, uint32(65534), st.Uid, f)
+		assert.Equal(t, uint32(65534), st.Gid, f)
+	}
+}
+
+func TestConcurrentIssueClientKeepsEveryRecord(t *testing.T) {
+	d := newDirs(t)
+	requireOK(t, cli(t, nil, d.flags("init", "--hostname", "barman1")...))
+	const n = 8
+	var wg sync.WaitGroup
+	results := make([]result, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = cli(t, nil, d.flags("issue-client", "--name", "svc"+strconv.Itoa(i))...)
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		requireOK(t, r)
+	}
+	r := cli(t, nil, d.flags("list", "--json")...)
+	requireOK(t, r)
+	var rows []struct{ Name, Serial string }
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rows))
+	names, serials := map[string]bool{}, map[string]bool{}
+	for _, row := range rows {
+		names[row.Name], serials[row.Serial] = true, true
+	}
+	for i := range n {
+		assert.True(t, names["svc"+strconv.Itoa(i)], "record of svc%d", i)
+	}
+	assert.Len(t, serials, len(rows), "every serial distinct")
+}
+
+func TestAdoptOpenSSLCAFromCommandLine(t *testing.T) {
+	old := t.TempDir()
+	caKey, caCert := filepath.Join(old, "CA.key"), filepath.Join(old, "CA.crt")
+	openssl(t, "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "3650",
+		"-subj", "/CN=old.CA", "-keyout", caKey, "-out", caCert)
+	d := newDirs(t)
+	r := cli(t, nil, d.flags("init", "--hostname", "barman1", "--ca-cert", caCert, "--ca-key", caKey)...)
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "imported")
+	requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "pem")...))
+	openssl(t, "verify", "-CAfile", caCert, "-purpose", "sslclient", filepath.Join(d.tpa, "pem.crt"))
+}
+
+func TestNoCAKeyOnThisHost(t *testing.T) {
+	src := newDirs(t)
+	requireOK(t, cli(t, nil, src.flags("init", "--hostname", "barman1")...))
+	d := newDirs(t)
+	require.NoError(t, os.MkdirAll(d.tpa, 0o700))
+	for _, f := range []string{"root.crt", "pg-backup-api.crt", "pg-backup-api.key"} {
+		data, err := os.ReadFile(filepath.Join(src.tpa, f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(d.tpa, f), data, 0o600))
+	}
+	r := cli(t, nil, d.flags("init", "--hostname", "barman1")...)
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "not issue certificates")
+	requireOneLineError(t, cli(t, nil, d.flags("issue-client", "--name", "pem")...), 1, "CA key is not on this host")
+}
+
+// Bad input: one line, a non-zero exit, and nothing written or half-written.
+func TestBadInputLosesNothing(t *testing.T) {
+	garbage := filepath.Join(t.TempDir(), "garbage.key")
+	require.NoError(t, os.WriteFile(garbage, []byte("-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n"), 0o600))
+	notDir := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(notDir, nil, 0o600))
+
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, d dirs) []string // returns the args
+		code  int
+		want  string
+	}{
+		{"bad client name", func(t *testing.T, d dirs) []string {
+			return d.flags("issue-client", "--name", "../../etc/shadow")
+		}, 1, "invalid client name"},
+		{"bad cluster name", func(t *testing.T, d dirs) []string {
+			return d.flags("init", "--cluster-name", "a b", "--hostname", "h")
+		}, 1, "invalid cluster name"},
+		{"garbage CA key", func(t *testing.T, d dirs) []string {
+			ca := newDirs(t)
+			requireOK(t, cli(t, nil, ca.flags("init", "--hostname", "x")...))
+			return d.flags("init", "--hostname", "h", "--ca-cert", filepath.Join(ca.tpa, "root.crt"), "--ca-key", garbage)
+		}, 1, "reading key"},
+		{"unreadable CA key", func(t *testing.T, d dirs) []string {
+			ca := newDirs(t)
+			requireOK(t, cli(t, nil, ca.flags("init", "--hostname", "x")...))
+			return d.flags("init", "--hostname", "h", "--ca-cert", filepath.Join(ca.tpa, "root.crt"), "--ca-key", t.TempDir())
+		}, 1, "reading key"},
+		{"missing out dir", func(t *testing.T, d dirs) []string {
+			return d.flags("issue-client", "--name", "pem", "--out", filepath.Join(d.tpa, "nope"))
+		}, 1, "does not exist"},
+		{"state dir under a file", func(t *testing.T, d dirs) []string {
+			return []string{"init", "--hostname", "h", "--tpa-dir", d.tpa, "--state-dir", filepath.Join(notDir, "state")}
+		}, 1, "not a directory"},
+		{"unknown key type", func(t *testing.T, d dirs) []string {
+			return d.flags("issue-client", "--name", "pem", "--key-type", "ed448")
+		}, 2, "unknown key type"},
+		{"read-only TPA dir", func(t *testing.T, d dirs) []string {
+			makeReadOnly(t, d.tpa)
+			return d.flags("issue-client", "--name", "pem")
+		}, 1, "pem.key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDirs(t)
+			requireOK(t, cli(t, nil, d.flags("init", "--hostname", "barman1")...))
+			args := tc.setup(t, d)
+			before := tree(t, filepath.Dir(d.tpa))
+			requireOneLineError(t, cli(t, nil, args...), tc.code, tc.want)
+			after := tree(t, filepath.Dir(d.tpa))
+			assert.Equal(t, keysOf(before), keysOf(after), "no file appeared or vanished")
+			assert.Equal(t, before, after, "no file changed")
+		})
+	}
+}
+
+// makeReadOnly makes dir unwritable even for root (chattr +i) and undoes it
+// when the test ends. Without root, mode 0500 does the same.
+func makeReadOnly(t *testing.T, dir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		require.NoError(t, os.Chmod(dir, 0o500))
+		t.Cleanup(func() { os.Chmod(dir, 0o700) })
+		return
+	}
+	if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
+		t.Skipf("as root, a read-only directory needs chattr +i, which failed here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-i", dir).Run() })
+}
+
+func keysOf(m map[string]string) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return fmt.Sprint(sortStrings(ks))
+}
+
+func sortStrings(s []string) []string {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && strings.Compare(s[j-1], s[j]) > 0; j-- {
+			s[j-1], s[j] = s[j], s[j-1]
+		}
+	}
+	return s
+}
