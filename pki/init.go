@@ -325,7 +325,7 @@ func (r *initRun) serverCert() error {
 	if err != nil {
 		return err
 	}
-	cert, err := r.server.Sign(ServerTemplate(r.o.Hostnames, r.o.IPs, r.o.ServerDays, r.now, serial), key.Public())
+	cert, err := r.server.Sign(ServerTemplate(r.o.Hostnames, r.o.IPs, Days(r.o.ServerDays), r.now, serial), key.Public())
 	if err != nil {
 		return err
 	}

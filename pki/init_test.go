@@ -108,7 +108,7 @@ func TestIntermediateCannotIssueClientCerts(t *testing.T) {
 	// And it cannot issue a server certificate for another host either.
 	serial, err = NewSerial()
 	require.NoError(t, err)
-	other, err := inter.Sign(ServerTemplate([]string{"evil.example"}, nil, 30, time.Now(), serial), key.Public())
+	other, err := inter.Sign(ServerTemplate([]string{"evil.example"}, nil, Days(30), time.Now(), serial), key.Public())
 	require.NoError(t, err)
 	err = VerifyChain([]*x509.Certificate{other, inter.Cert}, root, x509.ExtKeyUsageServerAuth, time.Now())
 	require.Error(t, err, "name constraints must refuse a host the intermediate was not made for")

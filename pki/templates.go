@@ -38,8 +38,11 @@ func NewSerial() (*big.Int, error) {
 }
 
 func validity(now time.Time, days int) (time.Time, time.Time) {
-	return now.Add(-backdate), now.Add(time.Duration(days) * 24 * time.Hour)
+	return now.Add(-backdate), now.Add(Days(days))
 }
+
+// Days is a lifetime of n days.
+func Days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
 
 // rootTemplate is the cluster CA: CN=<cluster>.CA as TPA names it. It may
 // sign one level of intermediates (MaxPathLen 1) plus leaves, certificates
@@ -101,8 +104,10 @@ func intermediateTemplate(cluster string, hosts []string, ips []net.IP, now time
 
 // ServerTemplate is a TLS server certificate: CN is the first host name
 // (what the old setup used), the SANs every name and address clients use.
-func ServerTemplate(hosts []string, ips []net.IP, days int, now time.Time, serial *big.Int) *x509.Certificate {
-	notBefore, notAfter := validity(now, days)
+func ServerTemplate(hosts []string, ips []net.IP, lifetime time.Duration, now time.Time, serial *big.Int) *x509.Certificate {
+	// Backdate for clock skew, but not by more than a tenth of a short
+	// lifetime, or the certificate would be due for renewal at once.
+	notBefore, notAfter := now.Add(-min(backdate, lifetime/10)), now.Add(lifetime)
 	cn := ""
 	if len(hosts) > 0 {
 		cn = hosts[0]
