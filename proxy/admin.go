@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Readiness is what /readyz answers, and what `pgbapi-proxy status` reads.
+type Readiness struct {
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// adminHandler serves /metrics, /healthz and /readyz on the loopback
+// admin listener.
+func (s *Server) adminHandler() http.Handler {
+	r := mux.NewRouter()
+	r.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{
+		ErrorLog: nil, Timeout: 10 * time.Second,
+	})).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "alive")
+	}).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/readyz", func(w http.ResponseWriter, req *http.Request) {
+		ready := s.readiness(req.Context())
+		code := http.StatusOK
+		if !ready.Ready {
+			code = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(ready) //nolint:errcheck // the client may have gone
+	}).Methods(http.MethodGet, http.MethodHead)
+	return r
+}
+
+// readiness is ready when the upstream's /status answers 200 and the
+// served certificate has more than readyMargin (or a third of its
+// lifetime, if shorter) left.
+func (s *Server) readiness(ctx context.Context) Readiness {
+	leaf, err := s.certs.Leaf()
+	if err != nil {
+		return Readiness{Reason: "no server certificate: " + err.Error()}
+	}
+	left := time.Until(leaf.NotAfter)
+	if margin := min(readyMargin, s.certs.Lifetime()/3); left < margin {
+		return Readiness{Reason: fmt.Sprintf("the server certificate expires in %s (at %s): renewal is failing, see the log",
+			left.Round(time.Second), leaf.NotAfter.UTC().Format(time.RFC3339))}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cfg.Upstream.JoinPath("/status").String(), nil)
+	if err != nil {
+		return Readiness{Reason: err.Error()}
+	}
+	resp, err := s.statusClient.Do(req)
+	if err != nil {
+		return Readiness{Reason: fmt.Sprintf("pg-backup-api at %s does not answer: %v", s.cfg.Upstream, err)}
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return Readiness{Reason: fmt.Sprintf("pg-backup-api /status answered %s", resp.Status)}
+	}
+	return Readiness{Ready: true}
+}
+
+// CheckReady asks a running proxy's admin listener whether it is ready.
+func CheckReady(ctx context.Context, adminAddr string, timeout time.Duration) (Readiness, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/readyz", nil)
+	if err != nil {
+		return Readiness{}, fmt.Errorf("--admin-listen %q: %w", adminAddr, err)
+	}
+	client := &http.Client{Transport: newTransport(timeout)}
+	resp, err := client.Do(req)
+	if err != nil {
+		return Readiness{}, fmt.Errorf("the proxy does not answer on %s (is pgbapi-proxy serve running?): %w", adminAddr, err)
+	}
+	defer resp.Body.Close()
+	var ready Readiness
+	if err := json.NewDecoder(resp.Body).Decode(&ready); err != nil {
+		return Readiness{}, fmt.Errorf("unexpected answer from %s/readyz (%s): %w", adminAddr, resp.Status, err)
+	}
+	return ready, nil
+}

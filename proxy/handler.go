@@ -1,0 +1,271 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+)
+
+// routes are pg-backup-api's routes. They name requests in metrics and
+// logs by template (/servers/{server}/operations), never by raw path.
+var routes = []string{
+	"/status",
+	"/diagnose",
+	"/servers/{server}/operations",
+	"/servers/{server}/operations/{operation_id}",
+	"/operations",
+	"/operations/{operation_id}",
+}
+
+// otherRoute labels requests for paths pg-backup-api does not have.
+const otherRoute = "other"
+
+// handler checks the client, applies the in-flight limit and forwards to
+// the upstream, writing one access log line per request.
+type handler struct {
+	upstream *url.URL
+	proxy    *httputil.ReverseProxy
+	router   *mux.Router
+	limit    *limiter
+	metrics  *metrics
+	log      *slog.Logger
+}
+
+// exchange is what one request learns on its way, for the access log.
+type exchange struct {
+	host     string // the Host the client asked for
+	client   string
+	upstream time.Duration // until the upstream's answer headers
+	started  time.Time
+}
+
+type exchangeKey struct{}
+
+func newHandler(cfg *Config, m *metrics) *handler {
+	h := &handler{upstream: cfg.Upstream, metrics: m, log: cfg.Logger, router: mux.NewRouter().SkipClean(true)}
+	for _, r := range routes {
+		h.router.Path(r)
+	}
+	if cfg.MaxInflight > 0 {
+		h.limit = &limiter{slots: make(chan struct{}, cfg.MaxInflight), wait: cfg.QueueTimeout}
+	}
+	h.proxy = &httputil.ReverseProxy{
+		Rewrite:        h.rewrite,
+		Transport:      newTransport(cfg.UpstreamTimeout),
+		ModifyResponse: h.modifyResponse,
+		ErrorHandler:   h.upstreamError,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	return h
+}
+
+// newTransport is the one Transport to the upstream. pg-backup-api closes
+// every connection after its answer, so keep-alive is off: with no reused
+// connection, net/http never retries a request, and a POST (which creates
+// an operation) reaches the upstream at most once.
+func newTransport(timeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy:                  nil, // never via an HTTP proxy from the environment
+		DialContext:            (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		DisableKeepAlives:      true,
+		ResponseHeaderTimeout:  timeout,
+		ExpectContinueTimeout:  time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+		DisableCompression:     true, // bodies pass byte for byte
+	}
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ex := &exchange{host: r.Host, client: clientName(r.TLS), started: time.Now()}
+	rec := &recorder{ResponseWriter: w}
+	route := h.route(r)
+	defer func() { h.done(r, rec, ex, route) }()
+
+	if ex.client == "" {
+		// Cannot happen with RequireAndVerifyClientCert; refuse all the same.
+		jsonError(rec, http.StatusForbidden, "a valid client certificate is required")
+		return
+	}
+	release, err := h.limit.acquire(r.Context())
+	if err != nil {
+		h.metrics.upstream.WithLabelValues("queue_full").Inc()
+		rec.Header().Set("Retry-After", "5")
+		jsonError(rec, http.StatusServiceUnavailable, "too many requests at pg-backup-api; try again")
+		return
+	}
+	defer release()
+	h.metrics.inflight.Inc()
+	defer h.metrics.inflight.Dec()
+	h.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
+}
+
+func (h *handler) route(r *http.Request) string {
+	var m mux.RouteMatch
+	if h.router.Match(r, &m) && m.Route != nil {
+		if t, err := m.Route.GetPathTemplate(); err == nil {
+			return t
+		}
+	}
+	return otherRoute
+}
+
+// rewrite builds the upstream request: identity claims the client sent
+// are dropped, and the proxy states what it verified.
+func (h *handler) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(h.upstream)
+	for name := range pr.Out.Header {
+		if spoofable(name) {
+			pr.Out.Header.Del(name)
+		}
+	}
+	pr.SetXForwarded()
+	if ex, ok := pr.In.Context().Value(exchangeKey{}).(*exchange); ok {
+		pr.Out.Header.Set(ClientHeader, ex.client)
+	}
+}
+
+// spoofable reports whether a request header claims something only the
+// proxy may say: who the client is, or where the request came from.
+func spoofable(name string) bool {
+	n := strings.ToLower(name)
+	for _, p := range []string{"x-forwarded-", "x-client-", "x-ssl-", "ssl-client-", "x-real-ip", "forwarded", "x-original-", "x-remote-"} {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// modifyResponse notes when the upstream answered and points redirects
+// at the proxy, as Apache's ProxyPassReverse does.
+func (h *handler) modifyResponse(resp *http.Response) error {
+	ex, _ := resp.Request.Context().Value(exchangeKey{}).(*exchange)
+	if ex == nil {
+		return nil
+	}
+	ex.upstream = time.Since(ex.started)
+	if loc := resp.Header.Get("Location"); loc != "" {
+		if u, err := url.Parse(loc); err == nil && u.IsAbs() && u.Scheme == h.upstream.Scheme &&
+			(strings.EqualFold(u.Host, h.upstream.Host) || strings.EqualFold(u.Host, ex.host)) {
+			u.Scheme, u.Host = "https", ex.host
+			resp.Header.Set("Location", u.String())
+		}
+	}
+	return nil
+}
+
+// upstreamError answers for an upstream that did not: 504 when it was too
+// slow, 502 otherwise. A client that went away gets nothing.
+func (h *handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(r.Context().Err(), context.Canceled):
+		h.log.Info("client went away before the upstream answered", "path", r.URL.Path, "err", err)
+		w.WriteHeader(499) // nginx's "client closed request", for the log and metrics
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		h.metrics.upstream.WithLabelValues("timeout").Inc()
+		h.log.Warn("pg-backup-api did not answer in time", "path", r.URL.Path, "err", err)
+		jsonError(w, http.StatusGatewayTimeout, "pg-backup-api did not answer in time")
+	default:
+		h.metrics.upstream.WithLabelValues("unreachable").Inc()
+		h.log.Warn("pg-backup-api is unreachable", "upstream", h.upstream.String(), "err", err)
+		jsonError(w, http.StatusBadGateway, "pg-backup-api is unreachable")
+	}
+}
+
+func (h *handler) done(r *http.Request, rec *recorder, ex *exchange, route string) {
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	elapsed := time.Since(ex.started)
+	client := ex.client
+	if client == "" {
+		client = "-"
+	}
+	h.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status), client).Inc()
+	h.metrics.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
+	h.log.Info("request",
+		"client", client, "method", r.Method, "path", r.URL.Path, "status", status,
+		"bytes", rec.bytes, "duration_ms", ms(elapsed), "upstream_ms", ms(ex.upstream), "remote", r.RemoteAddr)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// jsonError answers {"error": msg} with code, as pg-backup-api answers 404s.
+func jsonError(w http.ResponseWriter, code int, msg string) {
+	body, _ := json.Marshal(map[string]string{"error": msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(code)
+	w.Write(append(body, '\n')) //nolint:errcheck // the client may have gone
+}
+
+// recorder remembers the final status and the bytes written, passing 1xx
+// answers (100 Continue, 103) through untouched.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if code >= 200 && r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushing).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// limiter bounds the requests at the upstream; the others wait in line up
+// to a limit. A nil limiter lets everything through.
+type limiter struct {
+	slots chan struct{}
+	wait  time.Duration
+}
+
+var errQueueFull = errors.New("no free upstream slot in time")
+
+func (l *limiter) acquire(ctx context.Context) (func(), error) {
+	if l == nil {
+		return func() {}, nil
+	}
+	release := func() { <-l.slots }
+	select {
+	case l.slots <- struct{}{}:
+		return release, nil
+	default:
+	}
+	t := time.NewTimer(l.wait)
+	defer t.Stop()
+	select {
+	case l.slots <- struct{}{}:
+		return release, nil
+	case <-t.C:
+		return nil, errQueueFull
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}

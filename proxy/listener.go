@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// tlsListener completes each TLS handshake before handing the connection
+// to the HTTP server, in a goroutine per connection with a deadline, so
+// that a failed handshake can be counted by reason and a slow one holds
+// up nobody.
+type tlsListener struct {
+	inner   net.Listener
+	config  *tls.Config
+	timeout time.Duration
+	onFail  func(reason string, remote net.Addr, err error)
+
+	conns chan net.Conn
+	errs  chan error
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newTLSListener(inner net.Listener, config *tls.Config, timeout time.Duration, onFail func(string, net.Addr, error)) *tlsListener {
+	l := &tlsListener{
+		inner: inner, config: config, timeout: timeout, onFail: onFail,
+		conns: make(chan net.Conn), errs: make(chan error, 1), done: make(chan struct{}),
+	}
+	go l.acceptLoop()
+	return l
+}
+
+func (l *tlsListener) acceptLoop() {
+	var backoff time.Duration
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors or the like: wait, as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(backoff):
+					continue
+				case <-l.done:
+					return
+				}
+			}
+			select {
+			case l.errs <- err:
+			case <-l.done:
+			}
+			return
+		}
+		backoff = 0
+		go l.handshake(c)
+	}
+}
+
+func (l *tlsListener) handshake(c net.Conn) {
+	tc := tls.Server(c, l.config)
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		l.onFail(handshakeFailure(err), c.RemoteAddr(), err)
+		c.Close()
+		return
+	}
+	select {
+	case l.conns <- tc:
+	case <-l.done:
+		tc.Close()
+	}
+}
+
+func (l *tlsListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case err := <-l.errs:
+		return nil, err
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *tlsListener) Close() error {
+	err := net.ErrClosed
+	l.once.Do(func() {
+		close(l.done)
+		err = l.inner.Close()
+	})
+	return err
+}
+
+func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
+
+// handshakeFailure names why a handshake failed, for the metric.
+func handshakeFailure(err error) string {
+	var (
+		unknown x509.UnknownAuthorityError
+		invalid x509.CertificateInvalidError
+		header  tls.RecordHeaderError
+		ne      net.Error
+	)
+	msg := err.Error()
+	switch {
+	case errors.As(err, &unknown):
+		return "unknown_ca"
+	case errors.As(err, &invalid):
+		switch invalid.Reason {
+		case x509.Expired:
+			return "expired"
+		case x509.IncompatibleUsage:
+			return "bad_usage"
+		}
+		return "invalid_cert"
+	case strings.Contains(msg, "didn't provide a certificate"):
+		return "no_cert"
+	case errors.As(err, &header):
+		return "not_tls"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF):
+		return "aborted"
+	case strings.Contains(msg, "version"), strings.Contains(msg, "cipher"), strings.Contains(msg, "no application protocol"):
+		return "protocol"
+	case strings.Contains(msg, "certificate"):
+		return "invalid_cert"
+	}
+	return "other"
+}

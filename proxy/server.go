@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pgbapi/pgbapi-proxy/pki"
+)
+
+// Server is a running proxy: the TLS listener, the admin listener and
+// the server certificate behind them.
+type Server struct {
+	cfg          Config
+	certs        certSource
+	tls          *tlsConfigs
+	metrics      *metrics
+	statusClient *http.Client
+	main, admin  *http.Server
+	mainL        net.Listener
+	adminL       net.Listener
+	log          *slog.Logger
+}
+
+// New sets the proxy up: it loads or obtains the server certificate and
+// binds both listeners, so that an error (a port in use, a missing PKI)
+// shows before Serve.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.statusClient = &http.Client{Transport: newTransport(5 * time.Second), Timeout: 5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	s.metrics = newMetrics(cfg.Version, cfg.Layout, s.servingCert)
+
+	meta, err := pki.ReadMeta(cfg.Layout)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := pki.LoadServerSigner(cfg.Layout)
+	switch {
+	case err == nil:
+		s.certs, err = newManagedCerts(ctx, cfg.Layout, signer, cfg.ServerCertLifetime, meta.KeyType, s.metrics, s.log)
+	case errors.Is(err, pki.ErrNoCAKey):
+		s.log.Info("no CA key on this host: serving pg-backup-api.crt as it is; renew it where the CA is and send SIGHUP", "cert", cfg.Layout.ServerCert())
+		s.certs, err = newStaticCerts(cfg.Layout)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.tls, err = newTLSConfigs(cfg.Layout, s.certs); err != nil {
+		s.certs.Stop()
+		return nil, err
+	}
+	if err := s.bind(); err != nil {
+		s.certs.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) bind() error {
+	l, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
+	}
+	al, err := net.Listen("tcp", s.cfg.AdminListen)
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("admin listener on %s: %w", s.cfg.AdminListen, err)
+	}
+	s.mainL = newTLSListener(l, s.tls.serverConfig(), s.cfg.HandshakeTimeout, s.handshakeFailed)
+	s.adminL = al
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	s.main = &http.Server{
+		Handler:           newHandler(&s.cfg, s.metrics),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+	s.admin = &http.Server{
+		Handler:           s.adminHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          errLog,
+	}
+	return nil
+}
+
+// Addr is the TLS listener's address; AdminAddr the admin listener's.
+func (s *Server) Addr() net.Addr      { return s.mainL.Addr() }
+func (s *Server) AdminAddr() net.Addr { return s.adminL.Addr() }
+
+// Serve runs until ctx ends, then stops accepting, lets in-flight
+// requests finish within the shutdown timeout and returns nil.
+func (s *Server) Serve(ctx context.Context) error {
+	errs := make(chan error, 2)
+	var wg sync.WaitGroup
+	for _, run := range []func() error{
+		func() error { return s.main.Serve(s.mainL) },
+		func() error { return s.admin.Serve(s.adminL) },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(); !errors.Is(err, http.ErrServerClosed) {
+				errs <- err
+			}
+		}()
+	}
+	s.log.Info("serving", "listen", s.mainL.Addr().String(), "admin", s.adminL.Addr().String(), "upstream", s.cfg.Upstream.String())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	}
+	s.log.Info("shutting down: no new connections; waiting for requests in flight", "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := s.main.Shutdown(sctx); serr != nil && err == nil {
+		err = fmt.Errorf("requests still in flight after %s: %w", s.cfg.ShutdownTimeout, serr)
+	}
+	s.admin.Shutdown(sctx) //nolint:errcheck // nothing to wait for there
+	wg.Wait()
+	s.certs.Stop()
+	return err
+}
+
+// Reload reads the certificates again (SIGHUP). On failure the last good
+// state stays in use and the error is returned for the log.
+func (s *Server) Reload() error {
+	if err := s.certs.Reload(); err != nil {
+		return err
+	}
+	return s.tls.reload()
+}
+
+func (s *Server) handshakeFailed(reason string, remote net.Addr, err error) {
+	s.metrics.handshakes.WithLabelValues(reason).Inc()
+	s.log.Info("TLS handshake refused", "reason", reason, "remote", remote.String(), "err", err)
+}
+
+// servingCert tells the metrics which server certificate is served now.
+func (s *Server) servingCert() (string, time.Time, bool) {
+	if s.certs == nil {
+		return "", time.Time{}, false
+	}
+	leaf, err := s.certs.Leaf()
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	return pki.SerialHex(leaf), leaf.NotAfter, true
+}
