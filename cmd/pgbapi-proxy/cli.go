@@ -35,7 +35,7 @@ type stdio struct {
 
 // commands is the table run dispatches from.
 func commands() []command {
-	return []command{initCommand, issueClientCommand, listCommand, versionCommand}
+	return []command{initCommand, issueClientCommand, listCommand, serveCommand, statusCommand, versionCommand}
 }
 
 // usageError is a mistake in how the command was called: exit status 2.
