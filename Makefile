@@ -11,8 +11,9 @@ DEMO    := demo
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-build: ## build bin/pgbapi-proxy
+build: ## build bin/pgbapi-proxy (and bin/demo-upstream for make run)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pgbapi-proxy
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/demo-upstream ./cmd/demo-upstream
 
 test: lint ## run every test (openssl and curl must be installed; some tests need root)
 	$(GO) test -count=1 -race ./...
@@ -21,11 +22,8 @@ lint: ## gofmt check and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-run: build ## set up a demo PKI in ./demo and show it
-	$(BIN) init --tpa-dir $(DEMO)/tpa --state-dir $(DEMO)/state --hostname localhost
-	$(BIN) issue-client --tpa-dir $(DEMO)/tpa --state-dir $(DEMO)/state --name pem --renew
-	$(BIN) list --tpa-dir $(DEMO)/tpa --state-dir $(DEMO)/state
-	openssl verify -CAfile $(DEMO)/tpa/root.crt $(DEMO)/tpa/pem.crt $(DEMO)/tpa/pg-backup-user.crt
+run: build ## run the proxy in front of a demo pg-backup-api, PKI in ./demo (Ctrl-C stops)
+	BIN=$(BIN) UPSTREAM_BIN=bin/demo-upstream DEMO=$(DEMO) ./scripts/run-demo.sh
 
 clean: ## remove build output and the demo directory
 	rm -rf bin $(DEMO)

@@ -1,0 +1,46 @@
+#!/bin/sh
+# make run: a working proxy in front of a demo upstream that answers like
+# pg-backup-api, with a PKI of its own in ./demo. Ctrl-C stops everything.
+set -eu
+BIN=${BIN:-bin/pgbapi-proxy}
+UPSTREAM_BIN=${UPSTREAM_BIN:-bin/demo-upstream}
+DEMO=${DEMO:-demo}
+PORT=${PORT:-8443}
+ADMIN=${ADMIN:-127.0.0.1:8481}
+UPSTREAM=${UPSTREAM:-127.0.0.1:17480}
+PKI="--tpa-dir $DEMO/tpa --state-dir $DEMO/state"
+
+$BIN init $PKI --cluster-name demo --hostname localhost --ip 127.0.0.1
+[ -e "$DEMO/tpa/pem.crt" ] || $BIN issue-client $PKI --name pem
+
+pids=""
+cleanup() { [ -n "$pids" ] && kill $pids 2>/dev/null; wait 2>/dev/null; }
+trap 'cleanup; exit 0' INT TERM
+trap cleanup EXIT
+
+$UPSTREAM_BIN --listen "$UPSTREAM" & pids="$pids $!"
+$BIN serve $PKI --listen "127.0.0.1:$PORT" --admin-listen "$ADMIN" --upstream "http://$UPSTREAM" & pids="$pids $!"
+
+# Wait until the proxy says it is ready.
+i=0
+until $BIN status --admin-listen "$ADMIN" --timeout 1s >/dev/null 2>&1; do
+	i=$((i + 1))
+	if [ $i -gt 50 ]; then $BIN status --admin-listen "$ADMIN"; exit 1; fi
+	sleep 0.2
+done
+
+cat <<MSG
+
+pgbapi-proxy is serving https://localhost:$PORT in front of a demo pg-backup-api.
+Try it:
+
+  curl --cacert $DEMO/tpa/root.crt --cert $DEMO/tpa/pg-backup-user.crt --key $DEMO/tpa/pg-backup-user.key https://localhost:$PORT/diagnose
+
+Without a client certificate the handshake is refused:
+
+  curl --cacert $DEMO/tpa/root.crt https://localhost:$PORT/diagnose
+
+Metrics: curl http://$ADMIN/metrics    Readiness: $BIN status --admin-listen $ADMIN
+Press Ctrl-C to stop.
+MSG
+wait
