@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
@@ -44,6 +45,23 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Bind first: a busy port fails at once, before any certificate work.
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, listenError("--listen", cfg.Listen, err)
+	}
+	al, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		l.Close()
+		return nil, listenError("--admin-listen", cfg.AdminListen, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			l.Close()
+			al.Close()
+		}
+	}()
 	signer, err := pki.LoadServerSigner(cfg.Layout)
 	switch {
 	case err == nil:
@@ -59,23 +77,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.certs.Stop()
 		return nil, err
 	}
-	if err := s.bind(); err != nil {
-		s.certs.Stop()
-		return nil, err
-	}
+	s.setup(l, al)
+	ok = true
 	return s, nil
 }
 
-func (s *Server) bind() error {
-	l, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
-	}
-	al, err := net.Listen("tcp", s.cfg.AdminListen)
-	if err != nil {
-		l.Close()
-		return fmt.Errorf("admin listener on %s: %w", s.cfg.AdminListen, err)
-	}
+func (s *Server) setup(l, al net.Listener) {
 	s.mainL = newTLSListener(l, s.tls.serverConfig(), s.cfg.HandshakeTimeout, s.handshakeFailed)
 	s.adminL = al
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
@@ -95,7 +102,6 @@ func (s *Server) bind() error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          errLog,
 	}
-	return nil
 }
 
 // Addr is the TLS listener's address; AdminAddr the admin listener's.
@@ -161,4 +167,15 @@ func (s *Server) servingCert() (string, time.Time, bool) {
 		return "", time.Time{}, false
 	}
 	return pki.SerialHex(leaf), leaf.NotAfter, true
+}
+
+// listenError says why an address cannot be bound and what to do.
+func listenError(flag, addr string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("%s %s: the port is already in use; if Apache still serves the old pg-backup-api site there, disable it (a2dissite / systemctl disable --now httpd or apache2), or choose another port with %s", flag, addr, flag)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("%s %s: permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE (the packaged service has it)", flag, addr)
+	}
+	return fmt.Errorf("%s %s: %w", flag, addr, err)
 }

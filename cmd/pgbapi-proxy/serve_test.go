@@ -477,3 +477,13 @@ func copyFiles(t *testing.T, from, to string, names ...string) {
 		require.NoError(t, os.WriteFile(filepath.Join(to, n), data, 0o600))
 	}
 }
+
+func TestServeNamesTheBusyPort(t *testing.T) {
+	t.Parallel()
+	d := pkiFor(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	r := cli(t, nil, d.flags("serve", "--listen", busy.Addr().String(), "--admin-listen", "127.0.0.1:0")...)
+	requireOneLineError(t, r, 1, "--listen "+busy.Addr().String()+": the port is already in use; if Apache")
+}
