@@ -5,8 +5,17 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN     := bin/pgbapi-proxy
 LDFLAGS := -s -w -X main.version=$(VERSION)
 DEMO    := demo
+DIST    ?= dist
+# The operator's pg-backup-api pin (2.0.0-1.el8, 2:2.0.0-1, 2.0.0, 2.0.0*,
+# 2:2.0.0*); empty: any version.
+PG_BACKUP_API_VERSION ?=
+RELEASE ?= 1
+# nfpm builds the packages; v2.45.2 is the newest the module proxy here serves.
+NFPM_VERSION := v2.45.2
+TOOLS   := $(CURDIR)/bin/tools
+NFPM    := $(TOOLS)/nfpm-$(NFPM_VERSION)
 
-.PHONY: help build test lint run clean
+.PHONY: help build test lint run clean deb rpm packages
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,5 +34,23 @@ lint: ## gofmt check and go vet
 run: build ## run the proxy in front of a demo pg-backup-api, PKI in ./demo (Ctrl-C stops)
 	BIN=$(BIN) UPSTREAM_BIN=bin/demo-upstream DEMO=$(DEMO) ./scripts/run-demo.sh
 
-clean: ## remove build output and the demo directory
-	rm -rf bin $(DEMO)
+$(NFPM):
+	mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+	mv $(TOOLS)/nfpm $@
+
+$(DIST)/nfpm.yaml: build FORCE
+	$(GO) run ./packaging/nfpmconfig --pin '$(PG_BACKUP_API_VERSION)' --version '$(VERSION)' --release '$(RELEASE)' --out $(DIST)
+
+deb: $(DIST)/nfpm.yaml $(NFPM) ## build dist/pgbapi-proxy_*.deb (PG_BACKUP_API_VERSION=pin, VERSION=...)
+	$(NFPM) package --config $(DIST)/nfpm.yaml --packager deb --target $(DIST)/
+
+rpm: $(DIST)/nfpm.yaml $(NFPM) ## build dist/pgbapi-proxy-*.rpm (PG_BACKUP_API_VERSION=pin, VERSION=...)
+	$(NFPM) package --config $(DIST)/nfpm.yaml --packager rpm --target $(DIST)/
+
+packages: deb rpm ## build both packages
+
+FORCE:
+
+clean: ## remove build output, packages and the demo directory
+	rm -rf bin $(DIST) $(DEMO)

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // File modes of what the PKI writes.
@@ -51,6 +52,9 @@ func writeAtomic(path string, data []byte, mode fs.FileMode, owner *Owner, repla
 			err = fmt.Errorf("writing %q: %w", path, err)
 		}
 	}()
+	if replace && owner == nil {
+		owner = ownerOf(path)
+	}
 	// CreateTemp makes the file 0600, so a key is never readable by others,
 	// not even for a moment.
 	if err = prepare(tmp, data, mode, owner); err != nil {
@@ -69,6 +73,25 @@ func writeAtomic(path string, data []byte, mode fs.FileMode, owner *Owner, repla
 		return err
 	}
 	return syncDir(dir)
+}
+
+// ownerOf is the owner of an existing file, when this process (root) may
+// give a replacement the same one: a file the packaged service owns (its
+// server key, the inventory) stays the service's after root rewrites it.
+// Otherwise nil: the new file belongs to the process.
+func ownerOf(path string) *Owner {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok || (st.Uid == 0 && st.Gid == 0) {
+		return nil
+	}
+	return &Owner{UID: int(st.Uid), GID: int(st.Gid)}
 }
 
 func prepare(f *os.File, data []byte, mode fs.FileMode, owner *Owner) error {

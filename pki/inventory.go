@@ -152,6 +152,11 @@ func writeInventory(l Layout, recs []Record) error {
 // records. The lock is released when fn returns or the process dies.
 func withLock(l Layout, fn func() error) error {
 	f, err := os.OpenFile(l.Lock(), os.O_RDWR|os.O_CREATE, KeyMode)
+	if errors.Is(err, fs.ErrPermission) {
+		// flock works on a read-only descriptor too: a lock file another
+		// user created still serves.
+		f, err = os.Open(l.Lock())
+	}
 	if err != nil {
 		return fmt.Errorf("locking the state directory: %w", err)
 	}

@@ -1,0 +1,116 @@
+// Command nfpmconfig turns nfpm.yaml into the configuration nfpm builds
+// from: it sets version, release and arch, and adds the pg-backup-api
+// dependency for each packager, translated from the operator's pin
+// (PG_BACKUP_API_VERSION). For a pinned deb it also adds an apt
+// preferences file, so that apt keeps the pinned pg-backup-api. It prints
+// the commands that install the packages with the right pg-backup-api.
+//
+//	go run ./packaging/nfpmconfig --pin '2.0.0*' --version 1.2.3 --out dist
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/pgbapi/pgbapi-proxy/packaging/pin"
+	flag "github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+func main() {
+	in := flag.String("config", "nfpm.yaml", "the nfpm.yaml to start from")
+	out := flag.String("out", "dist", "directory to write nfpm.yaml (and the apt preferences file) to")
+	pinFlag := flag.String("pin", "", "pg-backup-api version pin: 2.0.0-1.el8, 2:2.0.0-1, 2.0.0, 2.0.0*, 2:2.0.0*; empty for any")
+	version := flag.String("version", "", "package version (a git describe string is cleaned up)")
+	release := flag.String("release", "1", "package release")
+	arch := flag.String("arch", "amd64", "package architecture (Go's name)")
+	flag.Parse()
+	if err := run(*in, *out, *pinFlag, *version, *release, *arch); err != nil {
+		fmt.Fprintln(os.Stderr, "nfpmconfig:", err)
+		os.Exit(1)
+	}
+}
+
+func run(in, out, pinSpec, version, release, arch string) error {
+	tr, err := pin.Translate(pinSpec)
+	if err != nil {
+		return err
+	}
+	v, err := PackageVersion(version)
+	if err != nil {
+		return err
+	}
+	if release == "" || !regexp.MustCompile(`^[0-9A-Za-z.+~]+$`).MatchString(release) {
+		return fmt.Errorf("release %q: use digits and letters, e.g. 1", release)
+	}
+	data, err := os.ReadFile(in)
+	if err != nil {
+		return err
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		return fmt.Errorf("%s: %w", in, err)
+	}
+	cfg["version"], cfg["release"], cfg["arch"] = v, release, arch
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	overrides := map[string]any{
+		"deb": map[string]any{"depends": tr.DebDepends},
+		"rpm": map[string]any{"depends": tr.RPMRequire},
+	}
+	cfg["overrides"] = overrides
+	if tr.AptVersion != "" {
+		pref := filepath.Join(out, "pgbapi-proxy.pref")
+		text := fmt.Sprintf("# Installed by pgbapi-proxy, built for pg-backup-api %s: keeps apt on that\n"+
+			"# version, so that an upgrade does not remove pgbapi-proxy.\n"+
+			"Package: %s\nPin: version %s\nPin-Priority: 990\n", tr.Pin, pin.Package, tr.AptVersion)
+		if err := os.WriteFile(pref, []byte(text), 0o644); err != nil {
+			return err
+		}
+		abs, err := filepath.Abs(pref)
+		if err != nil {
+			return err
+		}
+		contents, _ := cfg["contents"].([]any)
+		cfg["contents"] = append(contents, map[string]any{
+			"src": abs, "dst": "/etc/apt/preferences.d/pgbapi-proxy.pref",
+			"type": "config|noreplace", "packager": "deb", "file_info": map[string]any{"mode": 0o644},
+		})
+	}
+	generated, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	header := fmt.Sprintf("# Generated from %s by packaging/nfpmconfig (pin %q); do not edit.\n", in, pinSpec)
+	if err := os.WriteFile(filepath.Join(out, "nfpm.yaml"), append([]byte(header), generated...), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("deb Depends:  %s\nrpm Requires: %s\n", strings.Join(tr.DebDepends, ", "), strings.Join(tr.RPMRequire, ", "))
+	return nil
+}
+
+var semverish = regexp.MustCompile(`^v?([0-9]+(\.[0-9]+)+)(.*)$`)
+
+// PackageVersion makes a version both packagers take from a git describe
+// string: v1.2.3 -> 1.2.3; v1.2.3-4-gabc -> 1.2.3+git4.gabc; a bare commit
+// abc123 -> 0.0.0+gitabc123. A '-' would split version and release.
+func PackageVersion(s string) (string, error) {
+	if s == "" {
+		return "", fmt.Errorf("no version: set VERSION, e.g. make deb VERSION=1.2.3")
+	}
+	clean := func(x string) string {
+		return strings.Trim(regexp.MustCompile(`[^0-9A-Za-z.+~]+`).ReplaceAllString(x, "."), ".")
+	}
+	m := semverish.FindStringSubmatch(s)
+	if m == nil {
+		return "0.0.0+git" + clean(s), nil
+	}
+	if rest := clean(m[3]); rest != "" {
+		return m[1] + "+git" + strings.TrimPrefix(rest, "+"), nil
+	}
+	return m[1], nil
+}

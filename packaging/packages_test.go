@@ -1,0 +1,142 @@
+// Package packaging holds the files the deb and rpm packages are built
+// from (see nfpm.yaml at the root) and the tests that build, inspect and
+// install them for real.
+package packaging
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// testPin is the operator's pin the packages under test are built with.
+const testPin = "2.0.0*"
+
+var (
+	repoRoot string
+	dist     string // packages built once for every test here
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		panic(err)
+	}
+	repoRoot = root
+	dir, err := os.MkdirTemp("", "pgbapi-proxy-dist-")
+	if err != nil {
+		panic(err)
+	}
+	dist = dir
+	if _, err := exec.LookPath("make"); err != nil {
+		buildErr = fmt.Errorf("make is not installed")
+	} else {
+		for _, v := range []string{"1.0.0", "1.0.1"} {
+			if buildErr = makePackages(v, filepath.Join(dist, v)); buildErr != nil {
+				break
+			}
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dist)
+	os.Exit(code)
+}
+
+func makePackages(version, out string) error {
+	cmd := exec.Command("make", "-C", repoRoot, "packages", "VERSION="+version, "DIST="+out, "PG_BACKUP_API_VERSION="+testPin)
+	output, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("make packages VERSION=%s: %v\n%s", version, err, output)
+	}
+	return nil
+}
+
+func requirePackages(t *testing.T) {
+	t.Helper()
+	require.NoError(t, buildErr, "building the packages")
+}
+
+func debPath(version string) string {
+	return filepath.Join(dist, version, "pgbapi-proxy_"+version+"-1_amd64.deb")
+}
+
+func rpmPath(version string) string {
+	return filepath.Join(dist, version, "pgbapi-proxy-"+version+"-1.x86_64.rpm")
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Skipf("%s is not installed", name)
+	}
+	out, err := exec.Command(name, args...).CombinedOutput()
+	require.NoError(t, err, "%s %s:\n%s", name, strings.Join(args, " "), out)
+	return string(out)
+}
+
+func TestDebContents(t *testing.T) {
+	requirePackages(t)
+	deb := debPath("1.0.0")
+	assert.Equal(t, "pg-backup-api (>= 2.0.0~), pg-backup-api (<< 2.0.1~)\n", run(t, "dpkg-deb", "-f", deb, "Depends"))
+	assert.Equal(t, "1.0.0-1\n", run(t, "dpkg-deb", "-f", deb, "Version"))
+	listing := run(t, "dpkg-deb", "-c", deb)
+	for _, want := range []string{
+		`-rwxr-xr-x root/root +\d+ \S+ \S+ \./usr/bin/pgbapi-proxy\n`,
+		`-rw-r--r-- root/root +\d+ \S+ \S+ \./usr/lib/systemd/system/pgbapi-proxy\.service\n`,
+		`-rw-r--r-- root/root +\d+ \S+ \S+ \./etc/default/pgbapi-proxy\n`,
+		`-rw-r--r-- root/root +\d+ \S+ \S+ \./etc/apt/preferences\.d/pgbapi-proxy\.pref\n`,
+		`\./usr/share/doc/pgbapi-proxy/changelog\.Debian\.gz\n`,
+	} {
+		assert.Regexp(t, want, listing)
+	}
+	conffiles := run(t, "sh", "-c", "dpkg-deb --ctrl-tarfile "+deb+" | tar -xO ./conffiles")
+	assert.Contains(t, conffiles, "/etc/default/pgbapi-proxy\n", "an upgrade never replaces the settings")
+	assert.Contains(t, conffiles, "/etc/apt/preferences.d/pgbapi-proxy.pref\n")
+	pref := run(t, "sh", "-c", "dpkg-deb --fsys-tarfile "+deb+" | tar -xO ./etc/apt/preferences.d/pgbapi-proxy.pref")
+	assert.Contains(t, pref, "Package: pg-backup-api\nPin: version 2.0.0*\nPin-Priority: 990\n")
+}
+
+func TestRPMContents(t *testing.T) {
+	requirePackages(t)
+	rpm := rpmPath("1.0.0")
+	requires := run(t, "rpm", "-qp", "--requires", rpm)
+	assert.Contains(t, requires, "pg-backup-api >= 2.0.0~\n")
+	assert.Contains(t, requires, "pg-backup-api < 2.0.1~\n")
+	listing := run(t, "rpm", "-qlpv", rpm)
+	assert.Regexp(t, `-rwxr-xr-x +1 root +root +\d+ .* /usr/bin/pgbapi-proxy\n`, listing)
+	assert.Regexp(t, `-rw-r--r-- +1 root +root +\d+ .* /usr/lib/systemd/system/pgbapi-proxy\.service\n`, listing)
+	assert.Regexp(t, `-rw-r--r-- +1 root +root +\d+ .* /etc/sysconfig/pgbapi-proxy\n`, listing)
+	assert.NotContains(t, listing, "/etc/apt/")
+	assert.Contains(t, run(t, "rpm", "-qp", "--configfiles", rpm), "/etc/sysconfig/pgbapi-proxy")
+	assert.Contains(t, run(t, "rpm", "-qp", "--qf", "[%{FILEFLAGS:fflags} %{FILENAMES}\n]", rpm), "cn /etc/sysconfig/pgbapi-proxy", "config(noreplace)")
+	scripts := run(t, "rpm", "-qp", "--scripts", rpm)
+	for _, want := range []string{"postinstall scriptlet", "preuninstall scriptlet", "postuninstall scriptlet", "pgbapi-proxy init", "useradd --system"} {
+		assert.Contains(t, scripts, want)
+	}
+	assert.Contains(t, run(t, "rpm", "-qp", "--changelog", rpm), "First release.")
+}
+
+func TestUntranslatablePinStopsTheBuild(t *testing.T) {
+	out, err := exec.Command("make", "-C", repoRoot, "deb", "VERSION=1.0.0", "DIST="+t.TempDir(), "PG_BACKUP_API_VERSION=2.*.0").CombinedOutput()
+	require.Error(t, err)
+	assert.Regexp(t, regexp.MustCompile(`nfpmconfig: PG_BACKUP_API_VERSION="2\.\*\.0": a '\*' is only understood at the end`), string(out))
+}
+
+func TestLintian(t *testing.T) {
+	requirePackages(t)
+	if _, err := exec.LookPath("lintian"); err != nil {
+		t.Skip("lintian is not installed (apt-get install lintian)")
+	}
+	out, _ := exec.Command("lintian", "--allow-root", debPath("1.0.0")).CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		assert.False(t, strings.HasPrefix(line, "E:"), "lintian error: %s", line)
+	}
+}
