@@ -120,8 +120,9 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// EnsureDir creates dir (and its parents) with mode 0700 when missing. An
-// existing directory keeps its mode: an operator may have chosen it.
+// EnsureDir creates dir with mode 0700 (and missing parents with 0755)
+// when missing. An existing directory keeps its mode: an operator may have
+// chosen it.
 func EnsureDir(dir string) error {
 	info, err := os.Stat(dir)
 	if err == nil {
@@ -133,7 +134,12 @@ func EnsureDir(dir string) error {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	if err := os.MkdirAll(dir, DirMode); err != nil {
+	// Parents such as /etc/tpa are ordinary directories others traverse;
+	// only the directory itself is private.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("creating directory %q: %w", filepath.Dir(dir), err)
+	}
+	if err := os.Mkdir(dir, DirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("creating directory %q: %w", dir, err)
 	}
 	return nil

@@ -1,0 +1,283 @@
+package packaging
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgbapi/pgbapi-proxy/proxy/proxytest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	tpaDir   = "/etc/tpa/pg-backup-api"
+	stateDir = "/var/lib/pgbapi-proxy"
+	svcUser  = "pgbapi-proxy"
+)
+
+// dummyPackages builds stand-in pg-backup-api packages (2.0.0-1 and
+// 2.1.0-1) of the given packager with the same nfpm the Makefile pins.
+func dummyPackages(t *testing.T, packager, dir string) {
+	t.Helper()
+	nfpm, err := filepath.Glob(filepath.Join(repoRoot, "bin", "tools", "nfpm-*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, nfpm, "make packages installs nfpm")
+	readme := filepath.Join(dir, "README")
+	require.NoError(t, os.WriteFile(readme, []byte("stand-in for pg-backup-api in pgbapi-proxy's tests\n"), 0o644))
+	for _, v := range []string{"2.0.0", "2.1.0"} {
+		cfg := filepath.Join(dir, "pg-backup-api-"+v+".yaml")
+		require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`name: pg-backup-api
+arch: amd64
+platform: linux
+version: %s
+release: "1"
+maintainer: tests <tests@pgbapi-proxy.invalid>
+description: stand-in for pg-backup-api
+license: Proprietary
+contents:
+  - src: %s
+    dst: /usr/share/doc/pg-backup-api-standin/README
+`, v, readme)), 0o644))
+		out, err := exec.Command(nfpm[0], "package", "--config", cfg, "--packager", packager, "--target", dir+"/").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.NoError(t, os.Remove(cfg))
+	}
+	require.NoError(t, os.Remove(readme))
+}
+
+// installable says why the real install test cannot run here, if it cannot.
+func installable() string {
+	if os.Geteuid() != 0 {
+		return "installing packages needs root (CI runs as root)"
+	}
+	for _, tool := range []string{"apt-get", "dpkg-scanpackages", "runuser", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return tool + " is not installed"
+		}
+	}
+	for _, p := range []string{tpaDir, stateDir} {
+		if _, err := os.Stat(p); err == nil {
+			return p + " exists: this machine has a real setup that the test must not touch"
+		}
+	}
+	for _, pkg := range []string{"pgbapi-proxy", "pg-backup-api"} {
+		if exec.Command("dpkg-query", "-W", pkg).Run() == nil {
+			return pkg + " is installed: this machine has a real setup that the test must not touch"
+		}
+	}
+	return ""
+}
+
+// apt runs apt-get with only the test repository as a source.
+type apt struct {
+	t    *testing.T
+	opts []string
+}
+
+func (a apt) run(args ...string) string {
+	a.t.Helper()
+	cmd := exec.Command("apt-get", append(append([]string{"-y", "-q"}, a.opts...), args...)...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	out, err := cmd.CombinedOutput()
+	require.NoError(a.t, err, "apt-get %s:\n%s", strings.Join(args, " "), out)
+	return string(out)
+}
+
+func debVersion(t *testing.T, pkg string) string {
+	out, err := exec.Command("dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Version}", pkg).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// keys hashes every key and certificate the PKI holds.
+func keys(t *testing.T) map[string]string {
+	t.Helper()
+	sums := map[string]string{}
+	for _, dir := range []string{tpaDir, stateDir + "/ca", stateDir} {
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		for _, e := range entries {
+			if e.IsDir() || !(strings.HasSuffix(e.Name(), ".key") || strings.HasSuffix(e.Name(), ".crt")) {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			require.NoError(t, err)
+			sum := sha256.Sum256(data)
+			sums[filepath.Join(dir, e.Name())] = hex.EncodeToString(sum[:])
+		}
+	}
+	return sums
+}
+
+func owner(t *testing.T, path string) (string, os.FileMode) {
+	t.Helper()
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	st := info.Sys().(*syscall.Stat_t)
+	out, err := exec.Command("stat", "-c", "%U:%G", path).Output()
+	require.NoError(t, err)
+	_ = st
+	return strings.TrimSpace(string(out)), info.Mode().Perm()
+}
+
+// The README's install on a real Debian: pinned pg-backup-api, init, the
+// service user serving, upgrade, remove and purge.
+func TestDebInstall(t *testing.T) {
+	requirePackages(t)
+	if why := installable(); why != "" {
+		t.Skip(why)
+	}
+	repo := t.TempDir()
+	require.NoError(t, os.Chmod(repo, 0o755)) // apt's sandbox user reads it
+	dummyPackages(t, "deb", repo)
+	out, err := exec.Command("sh", "-c", "cd "+repo+" && dpkg-scanpackages --multiversion . /dev/null > Packages").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	list := filepath.Join(t.TempDir(), "pgbapi-proxy-test.list")
+	require.NoError(t, os.WriteFile(list, []byte("deb [trusted=yes] file:"+repo+" ./\n"), 0o644))
+	_, statErr := os.Stat(filepath.Dir(tpaDir))
+	hadParent := statErr == nil
+	a := apt{t: t, opts: []string{"-o", "Dir::Etc::sourcelist=" + list, "-o", "Dir::Etc::sourceparts=-", "-o", "APT::Get::List-Cleanup=0", "-o", "APT::Sandbox::User=root"}}
+	t.Cleanup(func() {
+		cmd := exec.Command("apt-get", append(append([]string{"-y", "-q"}, a.opts...), "purge", "pgbapi-proxy", "pg-backup-api")...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		cmd.Run()
+		os.RemoveAll(tpaDir)
+		if !hadParent {
+			os.Remove(filepath.Dir(tpaDir))
+		}
+		os.RemoveAll(stateDir)
+		exec.Command("userdel", svcUser).Run()
+		exec.Command("groupdel", svcUser).Run()
+		lists, _ := filepath.Glob("/var/lib/apt/lists/*" + strings.ReplaceAll(strings.TrimPrefix(repo, "/"), "/", "_") + "*")
+		for _, l := range lists {
+			os.Remove(l)
+		}
+	})
+	a.run("update")
+
+	// The README's install command, with the build's pin.
+	a.run("install", debPath("1.0.0"), "pg-backup-api="+testPin)
+	assert.Equal(t, "ii 1.0.0-1", debVersion(t, "pgbapi-proxy"))
+	assert.Equal(t, "ii 2.0.0-1", debVersion(t, "pg-backup-api"), "the pinned pg-backup-api, not the newest")
+
+	// full-upgrade keeps both: the package's apt pin holds pg-backup-api.
+	a.run("full-upgrade")
+	assert.Equal(t, "ii 1.0.0-1", debVersion(t, "pgbapi-proxy"))
+	assert.Equal(t, "ii 2.0.0-1", debVersion(t, "pg-backup-api"))
+
+	// init ran: files, owners, modes as designed.
+	for path, want := range map[string]string{
+		stateDir:                                   "pgbapi-proxy:pgbapi-proxy 700",
+		stateDir + "/ca":                           "root:root 700",
+		stateDir + "/ca/root.key":                  "root:root 600",
+		stateDir + "/intermediate.key":             "pgbapi-proxy:pgbapi-proxy 600",
+		stateDir + "/inventory.json":               "pgbapi-proxy:pgbapi-proxy 600",
+		tpaDir:                                     "root:pgbapi-proxy 770",
+		tpaDir + "/root.crt":                       "root:root 644",
+		tpaDir + "/CA.crt":                         "root:root 644",
+		tpaDir + "/pg-backup-api.crt":              "pgbapi-proxy:pgbapi-proxy 644",
+		tpaDir + "/pg-backup-api.key":              "pgbapi-proxy:pgbapi-proxy 600",
+		tpaDir + "/pg-backup-user.crt":             "root:root 644",
+		tpaDir + "/pg-backup-user.key":             "root:root 600",
+		"/etc/apt/preferences.d/pgbapi-proxy.pref": "root:root 644",
+	} {
+		who, mode := owner(t, path)
+		assert.Equal(t, want, fmt.Sprintf("%s %o", who, mode), path)
+	}
+	assert.Error(t, exec.Command("runuser", "-u", svcUser, "--", "cat", stateDir+"/ca/root.key").Run(), "the service user cannot read the CA key")
+	out, err = exec.Command("openssl", "verify", "-CAfile", tpaDir+"/root.crt", tpaDir+"/pg-backup-user.crt").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	if _, err := exec.LookPath("systemd-analyze"); err == nil {
+		out, err := exec.Command("systemd-analyze", "verify", "/usr/lib/systemd/system/pgbapi-proxy.service").CombinedOutput()
+		assert.NoError(t, err, "systemd-analyze verify: %s", out)
+	}
+
+	// The service user serves on a non-privileged port (no systemd here)
+	// and the README's curl passes through to a stand-in upstream.
+	var up proxytest.Upstream
+	upURL, stopUp, err := up.Start("")
+	require.NoError(t, err)
+	defer stopUp()
+	addr, stop := runuserServe(t, upURL)
+	port := addr[strings.LastIndex(addr, ":")+1:]
+	out, err = exec.Command("curl", "-sS", "--cacert", tpaDir+"/root.crt", "--cert", tpaDir+"/pg-backup-user.crt",
+		"--key", tpaDir+"/pg-backup-user.key", "https://localhost:"+port+"/diagnose").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, proxytest.Diagnose+"\n", string(out))
+	stop()
+
+	// An upgrade keeps every key and certificate byte for byte.
+	before := keys(t)
+	a.run("install", debPath("1.0.1"))
+	assert.Equal(t, "ii 1.0.1-1", debVersion(t, "pgbapi-proxy"))
+	assert.Equal(t, before, keys(t))
+
+	// remove: the program goes, settings and the PKI stay.
+	a.run("remove", "pgbapi-proxy")
+	assert.NoFileExists(t, "/usr/bin/pgbapi-proxy")
+	assert.FileExists(t, "/etc/default/pgbapi-proxy")
+	assert.Equal(t, before, keys(t))
+	// purge: the settings go; the CA and keys stay until the operator
+	// deletes them (README).
+	a.run("purge", "pgbapi-proxy")
+	assert.Empty(t, debVersion(t, "pgbapi-proxy"))
+	assert.NoFileExists(t, "/etc/default/pgbapi-proxy")
+	assert.NoFileExists(t, "/etc/apt/preferences.d/pgbapi-proxy.pref")
+	assert.Equal(t, before, keys(t))
+}
+
+var servingLine = regexp.MustCompile(`msg=serving listen=(\S+) admin=(\S+)`)
+
+// runuserServe starts the installed binary as the service user and
+// returns its TLS address and a function that stops it.
+func runuserServe(t *testing.T, upstream string) (string, func()) {
+	t.Helper()
+	cmd := exec.Command("runuser", "-u", svcUser, "--", "/usr/bin/pgbapi-proxy", "serve",
+		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--upstream", upstream)
+	var logs bytes.Buffer
+	pr, pw := io.Pipe()
+	cmd.Stderr = io.MultiWriter(&logs, pw)
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); pw.Close() }()
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+	}()
+	select {
+	case addr := <-found:
+		return addr, func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(40 * time.Second):
+				cmd.Process.Kill()
+			}
+		}
+	case err := <-exited:
+		t.Fatalf("serve as %s exited: %v\n%s", svcUser, err, logs.String())
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("serve as %s did not start:\n%s", svcUser, logs.String())
+	}
+	return "", nil
+}
