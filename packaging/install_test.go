@@ -281,3 +281,31 @@ func runuserServe(t *testing.T, upstream string) (string, func()) {
 	}
 	return "", nil
 }
+
+// dnf, against a repository with both stand-in versions, picks the
+// pg-backup-api the rpm was built for. Scriptlets cannot run in an empty
+// install root, so the transaction is resolved, not run; TestRPMContents
+// checks the scriptlets.
+func TestRPMResolvesPinnedPgBackupAPI(t *testing.T) {
+	requirePackages(t)
+	if os.Geteuid() != 0 {
+		t.Skip("dnf --installroot needs root (CI runs as root)")
+	}
+	for _, tool := range []string{"dnf", "createrepo_c"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (apt-get install dnf createrepo-c)", tool)
+		}
+	}
+	repo, root, cache := t.TempDir(), t.TempDir(), t.TempDir()
+	dummyPackages(t, "rpm", repo)
+	out, err := exec.Command("createrepo_c", "-q", repo).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	out, _ = exec.Command("dnf", "-y", "--installroot", root, "--releasever", "8",
+		"--setopt=reposdir=/dev/null", "--setopt=cachedir="+cache, "--setopt=install_weak_deps=0",
+		"--repofrompath=local,file://"+repo, "--repo=local", "--setopt=local.gpgcheck=0",
+		"install", "--assumeno", rpmPath("1.0.0")).CombinedOutput()
+	// --assumeno ends with "Operation aborted." and a non-zero status.
+	require.Contains(t, string(out), "Dependencies resolved.", "%s", out)
+	assert.Regexp(t, `(?m)^ pgbapi-proxy\s+x86_64\s+1\.0\.0-1\s`, string(out))
+	assert.Regexp(t, `(?m)^ pg-backup-api\s+x86_64\s+2\.0\.0-1\s`, string(out), "the pinned version, not 2.1.0")
+}
