@@ -487,3 +487,15 @@ func TestServeNamesTheBusyPort(t *testing.T) {
 	r := cli(t, nil, d.flags("serve", "--listen", busy.Addr().String(), "--admin-listen", "127.0.0.1:0")...)
 	requireOneLineError(t, r, 1, "--listen "+busy.Addr().String()+": the port is already in use; if Apache")
 }
+
+func TestOversizedHeadersAreRefused(t *testing.T) {
+	t.Parallel()
+	d := pkiFor(t)
+	up, upURL := upstream(t)
+	p := startProxy(t, d, upURL, nil)
+	r := curlClient(t, d, "pg-backup-user", "-o", "/dev/null", "-w", "%{http_code}",
+		"-H", "X-Padding: "+strings.Repeat("a", 100<<10), p.url("/status"))
+	requireOK(t, r)
+	assert.Equal(t, "431", r.stdout)
+	assert.Equal(t, int64(0), up.Requests())
+}
