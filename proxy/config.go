@@ -29,6 +29,11 @@ type Config struct {
 	Listen      string   // TLS address, e.g. ":443"
 	AdminListen string   // plain HTTP admin address, loopback
 	Upstream    *url.URL // pg-backup-api, e.g. http://127.0.0.1:7480
+	AccessFile  string   // access rules; a missing file allows everything
+
+	// PolicyPoll is how often the CRL and the rules file are checked
+	// for changes.
+	PolicyPoll time.Duration
 
 	UpstreamTimeout time.Duration // waiting for the upstream's answer
 	MaxInflight     int           // requests at the upstream at once; 0: no limit
@@ -93,6 +98,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.PolicyPoll == 0 {
+		c.PolicyPoll = 500 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/gorilla/mux"
 )
 
 // routes are pg-backup-api's routes. They name requests in metrics and
@@ -35,7 +34,8 @@ const otherRoute = "other"
 type handler struct {
 	upstream *url.URL
 	proxy    *httputil.ReverseProxy
-	router   *mux.Router
+	routes   *routeMatcher
+	policy   *policy
 	limit    *limiter
 	metrics  *metrics
 	log      *slog.Logger
@@ -51,11 +51,8 @@ type exchange struct {
 
 type exchangeKey struct{}
 
-func newHandler(cfg *Config, m *metrics) *handler {
-	h := &handler{upstream: cfg.Upstream, metrics: m, log: cfg.Logger, router: mux.NewRouter().SkipClean(true)}
-	for _, r := range routes {
-		h.router.Path(r)
-	}
+func newHandler(cfg *Config, m *metrics, p *policy) *handler {
+	h := &handler{upstream: cfg.Upstream, metrics: m, log: cfg.Logger, routes: newRouteMatcher(), policy: p}
 	if cfg.MaxInflight > 0 {
 		h.limit = &limiter{slots: make(chan struct{}, cfg.MaxInflight), wait: cfg.QueueTimeout}
 	}
@@ -89,12 +86,31 @@ func newTransport(timeout time.Duration) *http.Transport {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex := &exchange{host: r.Host, client: clientName(r.TLS), started: time.Now()}
 	rec := &recorder{ResponseWriter: w}
-	route := h.route(r)
+	template, vars := h.routes.match(r)
+	route := template
+	if route == "" {
+		route = otherRoute
+	}
 	defer func() { h.done(r, rec, ex, route) }()
 
 	if ex.client == "" {
 		// Cannot happen with RequireAndVerifyClientCert; refuse all the same.
 		jsonError(rec, http.StatusForbidden, "a valid client certificate is required")
+		return
+	}
+	// A connection opened before its certificate was revoked is refused
+	// request by request, and closed.
+	if h.policy.isRevoked(r.TLS.PeerCertificates[0]) {
+		h.metrics.denied.WithLabelValues(ex.client, "revoked").Inc()
+		h.log.Warn("request with a revoked certificate refused", "client", ex.client, "method", r.Method, "path", r.URL.Path)
+		rec.Header().Set("Connection", "close")
+		jsonError(rec, http.StatusForbidden, "the client certificate is revoked")
+		return
+	}
+	if d := h.policy.rules.Load().Check(ex.client, r.Method, template, vars); !d.Allowed {
+		h.metrics.denied.WithLabelValues(ex.client, "rule").Inc()
+		h.log.Warn("request denied by the access rules", "client", ex.client, "method", r.Method, "path", r.URL.Path, "rule", d.Rule)
+		jsonDenied(rec, ex.client, r.Method, d.Rule)
 		return
 	}
 	release, err := h.limit.acquire(r.Context())
@@ -108,16 +124,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.metrics.inflight.Inc()
 	defer h.metrics.inflight.Dec()
 	h.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
-}
-
-func (h *handler) route(r *http.Request) string {
-	var m mux.RouteMatch
-	if h.router.Match(r, &m) && m.Route != nil {
-		if t, err := m.Route.GetPathTemplate(); err == nil {
-			return t
-		}
-	}
-	return otherRoute
 }
 
 // rewrite builds the upstream request: identity claims the client sent
@@ -209,6 +215,18 @@ func jsonError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
 	w.WriteHeader(code)
+	w.Write(append(body, '\n')) //nolint:errcheck // the client may have gone
+}
+
+// jsonDenied answers 403 with the rule that denied the request.
+func jsonDenied(w http.ResponseWriter, client, method, rule string) {
+	body, _ := json.Marshal(map[string]string{
+		"error": fmt.Sprintf("%s may not %s this path", client, method),
+		"rule":  rule,
+	})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(http.StatusForbidden)
 	w.Write(append(body, '\n')) //nolint:errcheck // the client may have gone
 }
 

@@ -114,6 +114,8 @@ func handshakeFailure(err error) string {
 	)
 	msg := err.Error()
 	switch {
+	case errors.Is(err, errRevoked):
+		return "revoked"
 	case errors.As(err, &unknown):
 		return "unknown_ca"
 	case errors.As(err, &invalid):

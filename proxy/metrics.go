@@ -18,6 +18,7 @@ type metrics struct {
 	handshakes *prometheus.CounterVec
 	upstream   *prometheus.CounterVec
 	renewals   *prometheus.CounterVec
+	denied     *prometheus.CounterVec
 }
 
 func newMetrics(version string, l pki.Layout, serving func() (string, time.Time, bool)) *metrics {
@@ -48,13 +49,17 @@ func newMetrics(version string, l pki.Layout, serving func() (string, time.Time,
 			Name: "pgbapi_proxy_server_cert_renewals_total",
 			Help: "Server certificates obtained from the intermediate, by result (ok, failed).",
 		}, []string{"result"}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgbapi_proxy_access_denied_total",
+			Help: "Requests refused with 403 before the upstream, by client name and reason (rule, revoked).",
+		}, []string{"client", "reason"}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "pgbapi_proxy_build_info",
 		Help: "Always 1; the labels say which build runs.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
-	m.registry.MustRegister(m.requests, m.duration, m.inflight, m.handshakes, m.upstream, m.renewals, build,
+	m.registry.MustRegister(m.requests, m.duration, m.inflight, m.handshakes, m.upstream, m.renewals, m.denied, build,
 		&expiryCollector{layout: l, serving: serving},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -19,6 +19,7 @@ import (
 type Server struct {
 	cfg          Config
 	certs        certSource
+	policy       *policy
 	tls          *tlsConfigs
 	metrics      *metrics
 	statusClient *http.Client
@@ -62,6 +63,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			al.Close()
 		}
 	}()
+	// The rules and the CRL next: a broken file stops serve before any
+	// certificate work.
+	if s.policy, err = newPolicy(cfg.Layout, cfg.AccessFile, s.log); err != nil {
+		return nil, err
+	}
 	signer, err := pki.LoadServerSigner(cfg.Layout)
 	switch {
 	case err == nil:
@@ -73,7 +79,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.tls, err = newTLSConfigs(cfg.Layout, s.certs); err != nil {
+	if s.tls, err = newTLSConfigs(cfg.Layout, s.certs, s.policy); err != nil {
 		s.certs.Stop()
 		return nil, err
 	}
@@ -87,7 +93,7 @@ func (s *Server) setup(l, al net.Listener) {
 	s.adminL = al
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.main = &http.Server{
-		Handler:           newHandler(&s.cfg, s.metrics),
+		Handler:           newHandler(&s.cfg, s.metrics, s.policy),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
@@ -125,6 +131,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 		}()
 	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go s.policy.watch(wctx, s.cfg.PolicyPoll)
 	s.log.Info("serving", "listen", s.mainL.Addr().String(), "admin", s.adminL.Addr().String(), "upstream", s.cfg.Upstream.String())
 	var err error
 	select {
@@ -143,13 +152,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
-// Reload reads the certificates again (SIGHUP). On failure the last good
-// state stays in use and the error is returned for the log.
+// Reload reads the certificates, the CRL and the access rules again
+// (SIGHUP). What fails to load keeps its last good state; the errors are
+// returned for the log.
 func (s *Server) Reload() error {
-	if err := s.certs.Reload(); err != nil {
-		return err
+	errCerts := s.certs.Reload()
+	if errCerts == nil {
+		errCerts = s.tls.reload()
 	}
-	return s.tls.reload()
+	return errors.Join(errCerts, s.policy.reload())
 }
 
 func (s *Server) handshakeFailed(reason string, remote net.Addr, err error) {

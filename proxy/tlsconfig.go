@@ -26,11 +26,12 @@ var cipherSuites = []uint16{
 type tlsConfigs struct {
 	layout  pki.Layout
 	certs   certSource
+	policy  *policy
 	current atomic.Pointer[tls.Config]
 }
 
-func newTLSConfigs(l pki.Layout, certs certSource) (*tlsConfigs, error) {
-	t := &tlsConfigs{layout: l, certs: certs}
+func newTLSConfigs(l pki.Layout, certs certSource, p *policy) (*tlsConfigs, error) {
+	t := &tlsConfigs{layout: l, certs: certs, policy: p}
 	return t, t.reload()
 }
 
@@ -56,6 +57,14 @@ func (t *tlsConfigs) reload() error {
 		ClientCAs:      pool,
 		GetCertificate: t.certs.GetCertificate,
 		NextProtos:     []string{"http/1.1"},
+		// Runs after the chain verified: a revoked certificate fails the
+		// handshake.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) > 0 && t.policy.isRevoked(cs.PeerCertificates[0]) {
+				return errRevoked
+			}
+			return nil
+		},
 	}
 	cfg.SetSessionTicketKeys([][32]byte{key})
 	t.current.Store(cfg)

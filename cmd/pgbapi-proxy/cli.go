@@ -35,7 +35,7 @@ type stdio struct {
 
 // commands is the table run dispatches from.
 func commands() []command {
-	return []command{initCommand, issueClientCommand, listCommand, serveCommand, statusCommand, versionCommand}
+	return []command{initCommand, issueClientCommand, listCommand, revokeCommand, serveCommand, statusCommand, checkAccessCommand, versionCommand}
 }
 
 // usageError is a mistake in how the command was called: exit status 2.

@@ -16,7 +16,10 @@ service that queries the API (the PEM agent, for one). It is written as
 NAME.crt and NAME.key (mode 0600) into the TPA dir or --out, and recorded
 in the inventory ('pgbapi-proxy list').
 
-An existing NAME is refused; --renew replaces the pair atomically.`,
+An existing NAME is refused; --renew replaces the pair atomically. Renewing
+revokes nothing: the old certificate stays valid until it expires. To
+retire it, find its serial with 'pgbapi-proxy list --all' and run
+'pgbapi-proxy revoke --serial SERIAL'.`,
 	setup: func(fs *pflag.FlagSet) runFunc {
 		layout := layoutFlags(fs)
 		name := fs.String("name", "", "client name: the certificate's CN and file name (required)")

@@ -30,9 +30,15 @@ renewed while serving, at a third of its lifetime left; each new one is
 also written to pg-backup-api.crt/.key. On a host without the CA key,
 pg-backup-api.crt/.key are served as they are.
 
+Revoked certificates (pgbapi-proxy revoke) are refused within a second.
+Access rules (--access-file) limit what each client may do; a denied
+request gets 403 JSON naming the rule. Both files are reloaded when they
+change.
+
 The admin listener (plain HTTP, loopback) answers /metrics, /healthz and
-/readyz. SIGHUP reloads the certificates (a failed reload keeps the last
-good ones); SIGTERM lets requests in flight finish, then exits.
+/readyz. SIGHUP reloads the certificates, the CRL and the rules (what
+fails to load keeps its last good state); SIGTERM lets requests in flight
+finish, then exits.
 
 pg-backup-api run as 'pg-backup-api serve' (not the packaged gunicorn
 service) answers wrongly under concurrent requests: there, set
@@ -42,6 +48,7 @@ service) answers wrongly under concurrent requests: there, set
 		listen := fs.String("listen", proxy.DefaultListen, "TLS address to listen on")
 		admin := fs.String("admin-listen", proxy.DefaultAdminListen, "admin address (/metrics, /healthz, /readyz); keep it on loopback")
 		upstream := fs.String("upstream", proxy.DefaultUpstream, "pg-backup-api's address")
+		access := fs.String("access-file", proxy.DefaultAccessFile, "access rules by client name (see 'pgbapi-proxy check-access --help'); no file: every valid certificate may do everything")
 		upTimeout := fs.Duration("upstream-timeout", proxy.DefaultUpstreamTimeout, "how long to wait for pg-backup-api's answer (/diagnose can take a minute)")
 		inflight := fs.Int("upstream-max-inflight", 0, "requests at pg-backup-api at once; 0 for no limit")
 		queue := fs.Duration("upstream-queue-timeout", proxy.DefaultQueueTimeout, "how long a request waits for a free slot before a 503")
@@ -66,7 +73,7 @@ service) answers wrongly under concurrent requests: there, set
 				return usagef("--server-cert-days must be at least 1")
 			}
 			cfg := proxy.Config{
-				Layout: *layout, Listen: *listen, AdminListen: *admin, Upstream: up,
+				Layout: *layout, Listen: *listen, AdminListen: *admin, Upstream: up, AccessFile: *access,
 				UpstreamTimeout: *upTimeout, MaxInflight: *inflight, QueueTimeout: *queue,
 				ServerCertLifetime: pki.Days(*days), ShutdownTimeout: *shutdown,
 				Version: versionString(), Logger: logger,
@@ -84,10 +91,10 @@ service) answers wrongly under concurrent requests: there, set
 			go func() {
 				for range hup {
 					if err := srv.Reload(); err != nil {
-						logger.Error("reload failed; still serving the last good certificates", "err", err)
+						logger.Error("reload incomplete; what failed keeps its last good state", "err", err)
 						continue
 					}
-					logger.Info("reloaded certificates")
+					logger.Info("reloaded certificates, CRL and access rules")
 				}
 			}()
 			return srv.Serve(ctx)

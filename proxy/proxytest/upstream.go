@@ -30,6 +30,7 @@ type Upstream struct {
 	mu       sync.Mutex
 	last     http.Header
 	bodies   []string
+	byClient map[string]int64
 	nextID   atomic.Int64
 }
 
@@ -41,6 +42,14 @@ func (u *Upstream) LastHeader() http.Header {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.last.Clone()
+}
+
+// RequestsFrom is how many requests reached the upstream for the client
+// the proxy named in X-Client-Cert-CN.
+func (u *Upstream) RequestsFrom(client string) int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.byClient[client]
 }
 
 // Bodies are the bodies of every POST, in order.
@@ -70,6 +79,10 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body) // answers 100 Continue when the client expects it
 	u.mu.Lock()
 	u.last = r.Header.Clone()
+	if u.byClient == nil {
+		u.byClient = map[string]int64{}
+	}
+	u.byClient[r.Header.Get("X-Client-Cert-CN")]++
 	if r.Method == http.MethodPost {
 		u.bodies = append(u.bodies, string(body))
 	}

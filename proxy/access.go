@@ -1,0 +1,250 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/gorilla/mux"
+)
+
+// The access rules file says, per client certificate name, what the client
+// may do, in terms of pg-backup-api's own routes. Grammar, one rule per line:
+//
+//	# comment (also after a rule)
+//	NAME  GRANT[, GRANT]...
+//
+// NAME is a client certificate's CN, or * for every client without a line
+// of its own. A name has at most one line. GRANT is one of:
+//
+//	read              GET and HEAD on /status, /diagnose and the operation
+//	                  lists and statuses (/servers/{server}/operations[/{id}],
+//	                  /operations[/{id}])
+//	operations        POST to /servers/{server}/operations and /operations
+//	operations:SERVER POST to /servers/SERVER/operations only
+//	all               everything, including paths pg-backup-api does not have
+//	none              nothing (alone on its line)
+//
+// With a rules file, a client that has no line and no * line is denied.
+// Without a file, every valid certificate may do everything.
+
+// DefaultAccessFile is where serve looks for the rules.
+const DefaultAccessFile = "/etc/pgbapi-proxy/access"
+
+// Routes of pg-backup-api, by what the rules call them.
+const (
+	routeStatus        = "/status"
+	routeDiagnose      = "/diagnose"
+	routeServerOps     = "/servers/{server}/operations"
+	routeServerOp      = "/servers/{server}/operations/{operation_id}"
+	routeInstanceOps   = "/operations"
+	routeInstanceOp    = "/operations/{operation_id}"
+	readable           = "read"
+	grantOperations    = "operations"
+	grantAll           = "all"
+	grantNone          = "none"
+	wildcardClientName = "*"
+)
+
+var readRoutes = map[string]bool{
+	routeStatus: true, routeDiagnose: true, routeServerOps: true, routeServerOp: true,
+	routeInstanceOps: true, routeInstanceOp: true,
+}
+
+// grant is one GRANT of a rule.
+type grant struct {
+	word   string // read, operations, all
+	server string // for operations:SERVER
+}
+
+// rule is one line of the file.
+type rule struct {
+	line   int
+	text   string // the line as written, without the comment
+	grants []grant
+}
+
+// Rules are a parsed rules file. A nil *Rules allows everything.
+type Rules struct {
+	byName map[string]*rule
+	path   string
+}
+
+// Decision is the answer for one request.
+type Decision struct {
+	Allowed bool
+	Rule    string // "access:LINE: TEXT", or why no rule applied
+}
+
+var (
+	ruleName   = regexp.MustCompile(`^([A-Za-z0-9_][A-Za-z0-9._-]{0,63}|\*)$`)
+	serverName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$`)
+)
+
+// ParseRules reads a rules file; name is used in messages. Errors say the
+// line and what was wrong.
+func ParseRules(name string, r io.Reader) (*Rules, error) {
+	rs := &Rules{byName: map[string]*rule{}, path: name}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	for n := 1; sc.Scan(); n++ {
+		text := sc.Text()
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = text[:i]
+		}
+		text = strings.TrimSpace(text)
+		if text == "" {
+			continue
+		}
+		fail := func(format string, a ...any) error {
+			return fmt.Errorf("%s:%d: %s", name, n, fmt.Sprintf(format, a...))
+		}
+		fields := strings.Fields(text)
+		who := fields[0]
+		if !ruleName.MatchString(who) {
+			return nil, fail("%q is not a client name (letters, digits, '.', '_', '-') or *", who)
+		}
+		if prev, dup := rs.byName[who]; dup {
+			return nil, fail("%q already has a rule on line %d; give each name one line", who, prev.line)
+		}
+		rest := strings.TrimSpace(strings.TrimPrefix(text, who))
+		if rest == "" {
+			return nil, fail("no grant for %q: use read, operations, operations:SERVER, all or none", who)
+		}
+		ru := &rule{line: n, text: strings.Join(fields, " ")}
+		seen := map[string]bool{}
+		for _, g := range strings.Split(rest, ",") {
+			g = strings.TrimSpace(g)
+			if g == "" {
+				return nil, fail("empty grant: grants are separated by single commas")
+			}
+			if seen[g] {
+				return nil, fail("%q given twice", g)
+			}
+			seen[g] = true
+			word, server, hasServer := strings.Cut(g, ":")
+			switch {
+			case word == grantOperations && hasServer:
+				if !serverName.MatchString(server) {
+					return nil, fail("%q is not a barman server name", server)
+				}
+				ru.grants = append(ru.grants, grant{word: grantOperations, server: server})
+			case hasServer:
+				return nil, fail("only operations takes a server (operations:SERVER), not %q", g)
+			case word == readable, word == grantOperations, word == grantAll:
+				ru.grants = append(ru.grants, grant{word: word})
+			case word == grantNone:
+				ru.grants = append(ru.grants, grant{word: word})
+			default:
+				return nil, fail("unknown grant %q: use read, operations, operations:SERVER, all or none", g)
+			}
+		}
+		if len(ru.grants) > 1 && (seen[grantNone] || seen[grantAll]) {
+			return nil, fail("%q must be alone on its line", map[bool]string{true: grantNone, false: grantAll}[seen[grantNone]])
+		}
+		rs.byName[who] = ru
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return rs, nil
+}
+
+// LoadRules reads the rules file at path. A missing file means no rules
+// (nil): everything is allowed, as before rules existed.
+func LoadRules(path string) (*Rules, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading access rules: %w", err)
+	}
+	defer f.Close()
+	return ParseRules(path, f)
+}
+
+// Check decides whether client may send method to the route template
+// (with its variables) a request matched; template is "" for paths
+// pg-backup-api does not have.
+func (rs *Rules) Check(client, method, template string, vars map[string]string) Decision {
+	if rs == nil {
+		return Decision{Allowed: true, Rule: "no access rules file: every valid certificate may do everything"}
+	}
+	ru, ok := rs.byName[client]
+	if !ok {
+		if ru, ok = rs.byName[wildcardClientName]; !ok {
+			return Decision{Rule: fmt.Sprintf("%s: no rule for %q and no * rule", rs.path, client)}
+		}
+	}
+	where := fmt.Sprintf("%s:%d: %s", rs.path, ru.line, ru.text)
+	for _, g := range ru.grants {
+		if g.allows(method, template, vars) {
+			return Decision{Allowed: true, Rule: where}
+		}
+	}
+	return Decision{Rule: where}
+}
+
+func (g grant) allows(method, template string, vars map[string]string) bool {
+	switch g.word {
+	case grantAll:
+		return true
+	case readable:
+		return (method == http.MethodGet || method == http.MethodHead) && readRoutes[template]
+	case grantOperations:
+		if method != http.MethodPost {
+			return false
+		}
+		if g.server != "" {
+			return template == routeServerOps && vars["server"] == g.server
+		}
+		return template == routeServerOps || template == routeInstanceOps
+	}
+	return false
+}
+
+// routeMatcher finds which pg-backup-api route a request is for, with
+// gorilla/mux templates: no prefix tricks, no path cleaning.
+type routeMatcher struct{ router *mux.Router }
+
+func newRouteMatcher() *routeMatcher {
+	r := mux.NewRouter().SkipClean(true)
+	for _, t := range routes {
+		r.Path(t)
+	}
+	return &routeMatcher{router: r}
+}
+
+// match returns the route template and its variables, or "" for a path
+// pg-backup-api does not have.
+func (m *routeMatcher) match(r *http.Request) (string, map[string]string) {
+	var rm mux.RouteMatch
+	if m.router.Match(r, &rm) && rm.Route != nil {
+		if t, err := rm.Route.GetPathTemplate(); err == nil {
+			return t, rm.Vars
+		}
+	}
+	return "", nil
+}
+
+// CheckAccess answers `pgbapi-proxy check-access`: what the rules file at
+// path says of client sending method to path.
+func CheckAccess(rulesPath, client, method, path string) (Decision, error) {
+	rs, err := LoadRules(rulesPath)
+	if err != nil {
+		return Decision{}, err
+	}
+	req, err := http.NewRequest(method, "https://proxy"+path, nil)
+	if err != nil {
+		return Decision{}, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.URL.Path = path
+	template, vars := newRouteMatcher().match(req)
+	return rs.Check(client, method, template, vars), nil
+}
