@@ -24,8 +24,11 @@ build: ## build bin/pgbapi-proxy (and bin/demo-upstream for make run)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pgbapi-proxy
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/demo-upstream ./cmd/demo-upstream
 
-test: lint ## run every test (openssl and curl must be installed; some tests need root)
+FUZZTIME ?= 10s
+
+test: lint ## run every test, and the fuzzers for a short while (see .ci/run for what to install; some tests need root)
 	$(GO) test -count=1 -race ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRules$$' -fuzztime $(FUZZTIME) ./proxy
 
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
