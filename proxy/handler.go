@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pgbapi/pgbapi-proxy/pki"
 	"log/slog"
 	"net"
 	"net/http"
@@ -47,6 +48,7 @@ type exchange struct {
 	client   string
 	upstream time.Duration // until the upstream's answer headers
 	started  time.Time
+	audit    *audit // for requests that may create an operation
 }
 
 type exchangeKey struct{}
@@ -121,6 +123,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	if isOperationsPost(r.Method, template) && r.Body != nil && r.Body != http.NoBody {
+		peek := &peekReader{r: r.Body}
+		r.Body = peek
+		ex.audit = &audit{serial: pki.SerialHex(r.TLS.PeerCertificates[0]), server: vars["server"], body: peek}
+	}
 	h.metrics.inflight.Inc()
 	defer h.metrics.inflight.Dec()
 	h.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
@@ -161,6 +168,7 @@ func (h *handler) modifyResponse(resp *http.Response) error {
 		return nil
 	}
 	ex.upstream = time.Since(ex.started)
+	h.auditOperation(resp, ex)
 	if loc := resp.Header.Get("Location"); loc != "" {
 		if u, err := url.Parse(loc); err == nil && u.IsAbs() && u.Scheme == h.upstream.Scheme &&
 			(strings.EqualFold(u.Host, h.upstream.Host) || strings.EqualFold(u.Host, ex.host)) {

@@ -19,6 +19,7 @@ type metrics struct {
 	upstream   *prometheus.CounterVec
 	renewals   *prometheus.CounterVec
 	denied     *prometheus.CounterVec
+	operations *prometheus.CounterVec
 }
 
 func newMetrics(version string, l pki.Layout, serving func() (string, time.Time, bool)) *metrics {
@@ -53,13 +54,17 @@ func newMetrics(version string, l pki.Layout, serving func() (string, time.Time,
 			Name: "pgbapi_proxy_access_denied_total",
 			Help: "Requests refused with 403 before the upstream, by client name and reason (rule, revoked).",
 		}, []string{"client", "reason"}),
+		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgbapi_proxy_operations_started_total",
+			Help: "pg-backup-api operations started through the proxy (202 to a POST), by client name and operation type.",
+		}, []string{"client", "type"}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "pgbapi_proxy_build_info",
 		Help: "Always 1; the labels say which build runs.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
-	m.registry.MustRegister(m.requests, m.duration, m.inflight, m.handshakes, m.upstream, m.renewals, m.denied, build,
+	m.registry.MustRegister(m.requests, m.duration, m.inflight, m.handshakes, m.upstream, m.renewals, m.denied, m.operations, build,
 		&expiryCollector{layout: l, serving: serving},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

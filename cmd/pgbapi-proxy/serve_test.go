@@ -499,3 +499,31 @@ func TestOversizedHeadersAreRefused(t *testing.T) {
 	assert.Equal(t, "431", r.stdout)
 	assert.Equal(t, int64(0), up.Requests())
 }
+
+// A POST that creates an operation leaves exactly one audit line naming
+// the client and the operation id the upstream returned.
+func TestOperationAuditTrail(t *testing.T) {
+	t.Parallel()
+	d := pkiFor(t)
+	requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "barman-operator")...))
+	_, upURL := upstream(t)
+	p := startProxy(t, d, upURL, nil)
+	r := curlClient(t, d, "barman-operator", "-H", "Content-Type: application/json",
+		"--data-binary", `{"type":"recovery","backup_id":"20261122T120000","remote_ssh_command":"ssh secret@pg1"}`,
+		p.url("/servers/pg-main/operations"))
+	requireOK(t, r)
+	var answer struct {
+		ID string `json:"operation_id"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &answer))
+	require.NotEmpty(t, answer.ID)
+	requireOK(t, curlClient(t, d, "barman-operator", p.url("/servers/pg-main/operations")))
+
+	cert, err := pki.LoadCert(filepath.Join(d.tpa, "barman-operator.crt"))
+	require.NoError(t, err)
+	logs := p.logs.String()
+	assert.Equal(t, 1, strings.Count(logs, `msg="operation started"`), logs)
+	assert.Contains(t, logs, fmt.Sprintf(`msg="operation started" client=barman-operator serial=%s server=pg-main type=recovery operation_id=%s`, pki.SerialHex(cert), answer.ID))
+	assert.NotContains(t, logs, "secret@pg1", "nothing else of the body is logged")
+	assert.Contains(t, metricsText(t, p), `pgbapi_proxy_operations_started_total{client="barman-operator",type="recovery"} 1`)
+}
