@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
 	"github.com/spf13/pflag"
@@ -28,6 +30,8 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 		owner := fs.String("owner", "", "give the files to USER[:GROUP] (the service that uses them)")
 		renew := fs.Bool("renew", false, "replace an existing certificate and key of that name")
 		keyType := fs.String("key-type", "", keyTypeUsage()+" (default: the type init used)")
+		bundle := fs.String("bundle", "", "also write a hand-over bundle FILE.tar.gz: cert, key, root.crt and a README with the curl and Python settings")
+		bundleDir := fs.String("bundle-dir", "", "also write the hand-over bundle's files into this new directory")
 		return func(ctx context.Context, sio *stdio, args []string) error {
 			if err := noArgs("issue-client", args); err != nil {
 				return err
@@ -42,6 +46,11 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 					return usageError{err.Error()}
 				}
 			}
+			if *bundle != "" {
+				if _, err := os.Lstat(*bundle); err == nil {
+					return fmt.Errorf("bundle %q already exists; give a new file name", *bundle)
+				}
+			}
 			own, err := parseOwner(*owner)
 			if err != nil {
 				return err
@@ -53,6 +62,11 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 			if err != nil {
 				return err
 			}
+			if *bundle != "" || *bundleDir != "" {
+				if err := writeBundle(*layout, res, *bundle, *bundleDir); err != nil {
+					return fmt.Errorf("the certificate was issued (%s) but the bundle was not written: %w", res.CertPath, err)
+				}
+			}
 			verb := "issued"
 			if res.Renewed {
 				verb = "renewed"
@@ -60,7 +74,36 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 			fmt.Fprintf(sio.out, "%s %s: serial %s, valid until %s\n  certificate %s\n  key         %s\n",
 				verb, res.Cert.Subject.CommonName, pki.SerialHex(res.Cert), res.Cert.NotAfter.UTC().Format("2006-01-02"),
 				res.CertPath, res.KeyPath)
+			if *bundle != "" {
+				fmt.Fprintf(sio.out, "  bundle      %s\n", *bundle)
+			}
+			if *bundleDir != "" {
+				fmt.Fprintf(sio.out, "  bundle dir  %s\n", *bundleDir)
+			}
 			return nil
 		}
 	},
+}
+
+// writeBundle packs what was just issued for hand-over.
+func writeBundle(l pki.Layout, res *pki.Issued, file, dir string) error {
+	meta, err := pki.ReadMeta(l)
+	if err != nil {
+		return err
+	}
+	b := pki.Bundle{Name: res.Cert.Subject.CommonName, Host: meta.Hostnames[0]}
+	for path, dst := range map[string]*[]byte{res.CertPath: &b.CertPEM, res.KeyPath: &b.KeyPEM, l.RootCert(): &b.RootPEM} {
+		if *dst, err = os.ReadFile(path); err != nil {
+			return err
+		}
+	}
+	if file != "" {
+		if err := b.WriteTarGz(file, time.Now()); err != nil {
+			return err
+		}
+	}
+	if dir != "" {
+		return b.WriteDir(dir)
+	}
+	return nil
 }

@@ -242,3 +242,52 @@ func sortStrings(s []string) []string {
 	}
 	return s
 }
+
+// A hand-over bundle unpacks to files that curl and Python requests use
+// against the proxy.
+func TestBundleWorksWithCurlAndPython(t *testing.T) {
+	t.Parallel()
+	d := pkiFor(t)
+	bundle := filepath.Join(t.TempDir(), "pem.tar.gz")
+	dir := filepath.Join(t.TempDir(), "pem-bundle")
+	r := cli(t, nil, d.flags("issue-client", "--name", "pem", "--bundle", bundle, "--bundle-dir", dir)...)
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "bundle      "+bundle)
+	info, err := os.Stat(bundle)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "the archive holds a key")
+
+	unpacked := t.TempDir()
+	out, err := exec.Command("tar", "-xzf", bundle, "-C", unpacked).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	files := tree(t, filepath.Join(unpacked, "pem"))
+	assert.Equal(t, tree(t, dir), files, "--bundle-dir holds the same files")
+	assert.Contains(t, files["README.txt"], "curl --cacert root.crt --cert pem.crt --key pem.key https://localhost/diagnose")
+	keyInfo, err := os.Stat(filepath.Join(unpacked, "pem", "pem.key"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), keyInfo.Mode().Perm())
+
+	_, upURL := upstream(t)
+	p := startProxy(t, d, upURL, nil)
+	work := filepath.Join(unpacked, "pem")
+	curl := exec.Command("curl", "-sS", "--cacert", "root.crt", "--cert", "pem.crt", "--key", "pem.key", p.url("/diagnose"))
+	curl.Dir = work
+	out, err = curl.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.True(t, strings.HasPrefix(string(out), `{"global"`), "%s", out)
+
+	if exec.Command("python3", "-c", "import requests").Run() != nil {
+		t.Skip("python3 with requests is not installed (apt-get install python3-requests)")
+	}
+	py := exec.Command("python3", "-c", `import requests, sys
+r = requests.get(sys.argv[1], cert=("pem.crt", "pem.key"), verify="root.crt", timeout=10)
+r.raise_for_status()
+print(sorted(r.json()["servers"]))`, p.url("/diagnose"))
+	py.Dir = work
+	out, err = py.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, "['pg']\n", string(out))
+
+	// An existing bundle is never overwritten.
+	requireOneLineError(t, cli(t, nil, d.flags("issue-client", "--name", "other", "--bundle", bundle)...), 1, "already exists")
+}
