@@ -15,14 +15,38 @@ NFPM_VERSION := v2.45.2
 TOOLS   := $(CURDIR)/bin/tools
 NFPM    := $(TOOLS)/nfpm-$(NFPM_VERSION)
 
-.PHONY: help build test lint run clean deb rpm packages
+.PHONY: help build test lint run clean deb rpm packages install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-build: ## build bin/pgbapi-proxy (and bin/demo-upstream for make run)
+build: ## build bin/pgbapi-proxy, its man page and bash completion (and bin/demo-upstream for make run)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pgbapi-proxy
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/demo-upstream ./cmd/demo-upstream
+	$(BIN) manpage | gzip -9n > bin/pgbapi-proxy.1.gz
+	$(BIN) completion bash > bin/pgbapi-proxy.bash-completion
+
+# make install: where the packages put things. PREFIX for the program and
+# its documentation; the unit and the settings file go where systemd and
+# the distribution look for them.
+PREFIX     ?= /usr
+DESTDIR    ?=
+SYSTEMDDIR ?= /usr/lib/systemd/system
+DEFAULTS   ?= /etc/default/pgbapi-proxy
+
+install: build ## install into $(DESTDIR)$(PREFIX): program, man page, completion, dashboard; the unit and settings file
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/pgbapi-proxy
+	install -D -m 0644 bin/pgbapi-proxy.1.gz $(DESTDIR)$(PREFIX)/share/man/man1/pgbapi-proxy.1.gz
+	install -D -m 0644 bin/pgbapi-proxy.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/pgbapi-proxy
+	install -D -m 0644 packaging/grafana-dashboard.json $(DESTDIR)$(PREFIX)/share/pgbapi-proxy/grafana-dashboard.json
+	mkdir -p $(DESTDIR)$(SYSTEMDDIR)
+	sed 's|/usr/bin/pgbapi-proxy|$(PREFIX)/bin/pgbapi-proxy|' packaging/pgbapi-proxy.service > $(DESTDIR)$(SYSTEMDDIR)/pgbapi-proxy.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/pgbapi-proxy.service
+	@# The settings file is the operator's: never replaced.
+	if [ -e $(DESTDIR)$(DEFAULTS) ]; then echo "kept $(DESTDIR)$(DEFAULTS)"; \
+	else install -D -m 0644 packaging/pgbapi-proxy.default $(DESTDIR)$(DEFAULTS); fi
+	@echo "Installed. To set up as the packages do (service user, init, permissions, service), run as root:"
+	@echo "  sh packaging/scripts/postinstall.sh configure"
 
 FUZZTIME ?= 10s
 

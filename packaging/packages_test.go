@@ -94,6 +94,9 @@ func TestDebContents(t *testing.T) {
 		`-rw-r--r-- root/root +\d+ \S+ \S+ \./etc/default/pgbapi-proxy\n`,
 		`-rw-r--r-- root/root +\d+ \S+ \S+ \./etc/apt/preferences\.d/pgbapi-proxy\.pref\n`,
 		`\./usr/share/doc/pgbapi-proxy/changelog\.Debian\.gz\n`,
+		`-rw-r--r-- root/root +\d+ \S+ \S+ ./usr/share/man/man1/pgbapi-proxy\.1\.gz\n`,
+		`-rw-r--r-- root/root +\d+ \S+ \S+ \./usr/share/bash-completion/completions/pgbapi-proxy\n`,
+		`-rw-r--r-- root/root +\d+ \S+ \S+ \./usr/share/pgbapi-proxy/grafana-dashboard\.json\n`,
 	} {
 		assert.Regexp(t, want, listing)
 	}
@@ -139,4 +142,42 @@ func TestLintian(t *testing.T) {
 	for _, line := range strings.Split(string(out), "\n") {
 		assert.False(t, strings.HasPrefix(line, "E:"), "lintian error: %s", line)
 	}
+}
+
+// make install lays the tree out where the packages put things.
+func TestMakeInstall(t *testing.T) {
+	dest := t.TempDir()
+	out, err := exec.Command("make", "-C", repoRoot, "install", "DESTDIR="+dest, "PREFIX=/usr/local").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	want := map[string]os.FileMode{
+		"usr/local/bin/pgbapi-proxy":                               0o755,
+		"usr/local/share/man/man1/pgbapi-proxy.1.gz":               0o644,
+		"usr/local/share/bash-completion/completions/pgbapi-proxy": 0o644,
+		"usr/local/share/pgbapi-proxy/grafana-dashboard.json":      0o644,
+		"usr/lib/systemd/system/pgbapi-proxy.service":              0o644,
+		"etc/default/pgbapi-proxy":                                 0o644,
+	}
+	got := map[string]os.FileMode{}
+	require.NoError(t, filepath.WalkDir(dest, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		rel, _ := filepath.Rel(dest, path)
+		got[rel] = info.Mode().Perm()
+		return err
+	}))
+	assert.Equal(t, want, got)
+	unit, err := os.ReadFile(filepath.Join(dest, "usr/lib/systemd/system/pgbapi-proxy.service"))
+	require.NoError(t, err)
+	assert.Contains(t, string(unit), "ExecStart=/usr/local/bin/pgbapi-proxy serve\n")
+
+	// The operator's settings survive a second install.
+	settings := filepath.Join(dest, "etc/default/pgbapi-proxy")
+	require.NoError(t, os.WriteFile(settings, []byte("PGBAPI_PROXY_LISTEN=:8443\n"), 0o644))
+	out, err = exec.Command("make", "-C", repoRoot, "install", "DESTDIR="+dest, "PREFIX=/usr/local").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	data, err := os.ReadFile(settings)
+	require.NoError(t, err)
+	assert.Equal(t, "PGBAPI_PROXY_LISTEN=:8443\n", string(data))
 }

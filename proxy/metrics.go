@@ -64,10 +64,14 @@ func newMetrics(version string, l pki.Layout, serving func() (string, time.Time,
 		Help: "Always 1; the labels say which build runs.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
-	m.registry.MustRegister(m.requests, m.duration, m.inflight, m.handshakes, m.upstream, m.renewals, m.denied, m.operations, build,
-		&expiryCollector{layout: l, serving: serving},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registry.MustRegister(append(m.own(), build, &expiryCollector{layout: l, serving: serving},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))...)
 	return m
+}
+
+// own are the proxy's own series that change while it serves.
+func (m *metrics) own() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.duration, m.inflight, m.handshakes, m.upstream, m.renewals, m.denied, m.operations}
 }
 
 var expiryDesc = prometheus.NewDesc("pgbapi_proxy_certificate_expiry_timestamp_seconds",

@@ -33,10 +33,19 @@ type stdio struct {
 	out, err io.Writer
 }
 
-// commands is the table run dispatches from.
-func commands() []command {
-	return []command{initCommand, issueClientCommand, listCommand, revokeCommand, serveCommand, statusCommand, checkAccessCommand, versionCommand}
+// commandTable is the table run dispatches from, in the order help lists
+// it. It is filled in init because manpage and completion read it.
+var commandTable []command
+
+func init() {
+	commandTable = []command{
+		initCommand, issueClientCommand, listCommand, revokeCommand,
+		serveCommand, statusCommand, checkAccessCommand,
+		versionCommand, manpageCommand, completionCommand,
+	}
 }
+
+func commands() []command { return commandTable }
 
 // usageError is a mistake in how the command was called: exit status 2.
 type usageError struct{ msg string }
