@@ -40,7 +40,7 @@ var commandTable []command
 func init() {
 	commandTable = []command{
 		initCommand, issueClientCommand, listCommand, revokeCommand,
-		serveCommand, statusCommand, checkAccessCommand,
+		serveCommand, statusCommand, checkAccessCommand, doctorCommand,
 		versionCommand, manpageCommand, completionCommand,
 	}
 }

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgbapi/pgbapi-proxy/pki"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type doctorLine struct {
+	Area, Status, Detail, Fix string
+}
+
+func runDoctor(t *testing.T, d dirs, listen, admin, upstreamURL string) (result, []doctorLine) {
+	t.Helper()
+	args := d.flags("doctor", "--listen", listen, "--admin-listen", admin, "--upstream", upstreamURL,
+		"--hostname", "localhost", "--settings-file", "/dev/null", "--json")
+	r := cli(t, nil, args...)
+	var lines []doctorLine
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &lines), "stdout: %s\nstderr: %s", r.stdout, r.stderr)
+	return r, lines
+}
+
+func failing(lines []doctorLine) []doctorLine {
+	var out []doctorLine
+	for _, l := range lines {
+		if l.Status != "ok" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func closedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func TestDoctor(t *testing.T) {
+	t.Parallel()
+	d := pkiFor(t)
+	requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "pem")...))
+	_, upURL := upstream(t)
+	p := startProxy(t, d, upURL, nil)
+
+	// Healthy: every line ok, exit 0, and a real request went through.
+	r, lines := runDoctor(t, d, p.addr, p.admin, upURL)
+	assert.Equal(t, 0, r.code, "stderr: %s", r.stderr)
+	assert.Empty(t, failing(lines))
+	areas := map[string]bool{}
+	for _, l := range lines {
+		areas[l.Area] = true
+	}
+	for _, a := range []string{"pki", "files", "chain", "expiry", "proxy", "upstream", "end-to-end"} {
+		assert.True(t, areas[a], "a check of %s", a)
+	}
+	// The table form says the same.
+	r = cli(t, nil, d.flags("doctor", "--listen", p.addr, "--admin-listen", p.admin, "--upstream", upURL, "--hostname", "localhost", "--settings-file", "/dev/null")...)
+	requireOK(t, r)
+	assert.Regexp(t, `(?m)^ok\s+end-to-end\s+GET /status through the proxy with a 10-minute certificate`, r.stdout)
+
+	l := pki.Layout{TPADir: d.tpa, StateDir: d.state}
+	tests := []struct {
+		name          string
+		breakIt       func(t *testing.T) (listen, admin, upstream string)
+		area, matches string
+		fix           string
+	}{
+		{"key readable by others", func(t *testing.T) (string, string, string) {
+			key := filepath.Join(d.tpa, "pem.key")
+			require.NoError(t, os.Chmod(key, 0o644))
+			t.Cleanup(func() { os.Chmod(key, 0o600) })
+			return p.addr, p.admin, upURL
+		}, "files", "pem.key is mode 0644", "chmod 600 " + filepath.Join(d.tpa, "pem.key")},
+		{"mismatched key", func(t *testing.T) (string, string, string) {
+			key := filepath.Join(d.tpa, "pem.key")
+			orig, err := os.ReadFile(key)
+			require.NoError(t, err)
+			other, err := os.ReadFile(filepath.Join(d.tpa, "pg-backup-user.key"))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(key, other, 0o600))
+			t.Cleanup(func() { os.WriteFile(key, orig, 0o600) })
+			return p.addr, p.admin, upURL
+		}, "files", "pem.key does not belong to", "issue-client --renew"},
+		{"expired server certificate", func(t *testing.T) (string, string, string) {
+			signer, err := pki.LoadServerSigner(l)
+			require.NoError(t, err)
+			key, err := pki.LoadKey(l.ServerKey())
+			require.NoError(t, err)
+			chain, err := signer.Sign(key.Public(), time.Hour, time.Now().Add(-48*time.Hour))
+			require.NoError(t, err)
+			orig, err := os.ReadFile(l.ServerCert())
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(l.ServerCert(), pki.EncodeCerts(chain...), 0o644))
+			t.Cleanup(func() { os.WriteFile(l.ServerCert(), orig, 0o644) })
+			return p.addr, p.admin, upURL
+		}, "expiry", "the server certificate expired", "journalctl -u pgbapi-proxy"},
+		{"upstream down", func(t *testing.T) (string, string, string) {
+			return p.addr, p.admin, "http://" + closedAddr(t)
+		}, "upstream", "does not answer", "systemctl start pg-backup-api"},
+		{"port taken by something else", func(t *testing.T) (string, string, string) {
+			other := pkiFor(t) // another cluster's server, as an old Apache site would be
+			_, otherUp := upstream(t)
+			q := startProxy(t, other, otherUp, nil)
+			return q.addr, closedAddr(t), upURL
+		}, "proxy", "something else holds", "a2dissite"},
+		{"proxy not running", func(t *testing.T) (string, string, string) {
+			return closedAddr(t), closedAddr(t), upURL
+		}, "proxy", "is not running", "systemctl start pgbapi-proxy"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			listen, admin, up := tc.breakIt(t)
+			r, lines := runDoctor(t, d, listen, admin, up)
+			assert.Equal(t, 1, r.code)
+			assert.Contains(t, r.stderr, "doctor found")
+			var hit *doctorLine
+			for i, line := range lines {
+				if line.Area == tc.area && line.Status == "FAIL" && strings.Contains(line.Detail, tc.matches) {
+					hit = &lines[i]
+				}
+			}
+			require.NotNil(t, hit, "a FAIL line in %s saying %q: %+v", tc.area, tc.matches, failing(lines))
+			assert.Contains(t, hit.Fix, tc.fix)
+		})
+	}
+}
