@@ -15,7 +15,7 @@ NFPM_VERSION := v2.45.2
 TOOLS   := $(CURDIR)/bin/tools
 NFPM    := $(TOOLS)/nfpm-$(NFPM_VERSION)
 
-.PHONY: help build test lint run clean deb rpm packages install
+.PHONY: help build test lint run clean deb rpm packages install bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -47,6 +47,13 @@ install: build ## install into $(DESTDIR)$(PREFIX): program, man page, completio
 	else install -D -m 0644 packaging/pgbapi-proxy.default $(DESTDIR)$(DEFAULTS); fi
 	@echo "Installed. To set up as the packages do (service user, init, permissions, service), run as root:"
 	@echo "  sh packaging/scripts/postinstall.sh configure"
+
+bench: build ## pgbapi-proxy against nginx, proxy pinned to CPU 0 (BENCH_QUICK=1: short); installs nginx when root and missing
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/pgbapi-bench ./cmd/pgbapi-bench
+	@if ! command -v nginx >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; fi
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./proxy
+	./scripts/bench.sh
 
 FUZZTIME ?= 10s
 
@@ -80,4 +87,4 @@ packages: deb rpm ## build both packages
 FORCE:
 
 clean: ## remove build output, packages and the demo directory
-	rm -rf bin $(DIST) $(DEMO)
+	rm -rf bin $(DIST) $(DEMO) bench-results

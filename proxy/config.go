@@ -47,6 +47,7 @@ type Config struct {
 	HandshakeTimeout  time.Duration
 	MaxHeaderBytes    int
 
+	Pprof   bool // serve /debug/pprof/ on the admin listener
 	Version string
 	Logger  *slog.Logger
 }

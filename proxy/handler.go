@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -64,19 +65,25 @@ func newHandler(cfg *Config, m *metrics, p *policy) *handler {
 		ModifyResponse: h.modifyResponse,
 		ErrorHandler:   h.upstreamError,
 		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		BufferPool:     bufferPool{},
 	}
 	return h
 }
 
 // newTransport is the one Transport to the upstream. pg-backup-api closes
-// every connection after its answer, so keep-alive is off: with no reused
-// connection, net/http never retries a request, and a POST (which creates
-// an operation) reaches the upstream at most once.
+// every connection after its answer; an upstream that keeps connections
+// open gets them reused (up to 64 idle). net/http resends a request on a
+// reused connection only when nothing of it was written, or when the
+// request is replayable; rewrite drops the Idempotency-Key headers that
+// would make a POST replayable, so a POST (which creates an operation)
+// that reached the upstream is never sent twice.
 func newTransport(timeout time.Duration) *http.Transport {
 	return &http.Transport{
 		Proxy:                  nil, // never via an HTTP proxy from the environment
 		DialContext:            (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-		DisableKeepAlives:      true,
+		MaxIdleConns:           64,
+		MaxIdleConnsPerHost:    64,
+		IdleConnTimeout:        30 * time.Second,
 		ResponseHeaderTimeout:  timeout,
 		ExpectContinueTimeout:  time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,
@@ -142,10 +149,24 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 			pr.Out.Header.Del(name)
 		}
 	}
+	if !isIdempotent(pr.Out.Method) {
+		// These would let net/http resend the request after a failure
+		// on a reused connection: never for an operation.
+		pr.Out.Header.Del("Idempotency-Key")
+		pr.Out.Header.Del("X-Idempotency-Key")
+	}
 	pr.SetXForwarded()
 	if ex, ok := pr.In.Context().Value(exchangeKey{}).(*exchange); ok {
 		pr.Out.Header.Set(ClientHeader, ex.client)
 	}
+}
+
+func isIdempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // spoofable reports whether a request header claims something only the
@@ -264,6 +285,15 @@ func (r *recorder) Write(p []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the connection (flushing).
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// bufferPool reuses the 32 KiB buffers ReverseProxy copies bodies with,
+// instead of allocating one per request.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
 // limiter bounds the requests at the upstream; the others wait in line up
 // to a limit. A nil limiter lets everything through.

@@ -15,8 +15,10 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:7480", "address to answer on")
+	keepAlive := flag.Bool("keepalive", false, "keep connections open (pg-backup-api closes them): a fast stand-in for benchmarks")
+	diagnoseBytes := flag.Int("diagnose-bytes", 0, "pad /diagnose with more servers to about this many bytes")
 	flag.Parse()
-	var up proxytest.Upstream
+	up := proxytest.Upstream{KeepAlive: *keepAlive, DiagnoseBytes: *diagnoseBytes}
 	url, stop, err := up.Start(*listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo-upstream:", err)

@@ -126,12 +126,12 @@ func TestAccessRulesEndToEnd(t *testing.T) {
 	r = curlClient(t, d, "pg-backup-user", "-w", "\n%{http_code}", p.url("/status"))
 	assert.True(t, strings.HasSuffix(r.stdout, "\n403"), "the * rule: %s", r.stdout)
 	assert.Contains(t, metricsText(t, p), `pgbapi_proxy_access_denied_total{client="pem",reason="rule"} 1`)
-	assert.Contains(t, p.logs.String(), "request denied by the access rules")
+	p.waitLog(t, "request denied by the access rules")
 
 	// A broken file while running: logged, the old rules stay.
 	writeRules(t, rules, "pem read\npem all\n")
-	require.Eventually(t, func() bool { return strings.Contains(p.logs.String(), "did not load") }, 3*time.Second, 50*time.Millisecond)
-	assert.Contains(t, p.logs.String(), `already has a rule on line 1`)
+	p.waitLog(t, "did not load")
+	p.waitLog(t, `already has a rule on line 1`)
 	r = post("pem", "/operations")
 	assert.True(t, strings.HasSuffix(r.stdout, "\n403"), "old rules in force: %s", r.stdout)
 	p.signal(t, syscall.SIGHUP)

@@ -57,11 +57,16 @@ service) answers wrongly under concurrent requests: there, set
 		shutdown := fs.Duration("shutdown-timeout", proxy.DefaultShutdownTimeout, "on SIGTERM, how long requests in flight may take to finish")
 		logFormat := fs.String("log-format", "text", "log format: text or json")
 		logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+		pprofOn := fs.Bool("admin-pprof", false, "serve Go profiles on the admin listener at /debug/pprof/ (for performance work)")
 		return func(ctx context.Context, sio *stdio, args []string) error {
 			if err := noArgs("serve", args); err != nil {
 				return err
 			}
-			logger, err := newLogger(sio.err, *logFormat, *logLevel)
+			// The access log is batched: one write every 100ms, not one
+			// per request.
+			logOut := proxy.NewLogWriter(sio.err, 100*time.Millisecond)
+			defer logOut.Close()
+			logger, err := newLogger(logOut, *logFormat, *logLevel)
 			if err != nil {
 				return err
 			}
@@ -76,7 +81,7 @@ service) answers wrongly under concurrent requests: there, set
 				Layout: *layout, Listen: *listen, AdminListen: *admin, Upstream: up, AccessFile: *access,
 				UpstreamTimeout: *upTimeout, MaxInflight: *inflight, QueueTimeout: *queue,
 				ServerCertLifetime: pki.Days(*days), ShutdownTimeout: *shutdown,
-				Version: versionString(), Logger: logger,
+				Version: versionString(), Logger: logger, Pprof: *pprofOn,
 			}
 			if *lifetime != 0 {
 				cfg.ServerCertLifetime = *lifetime

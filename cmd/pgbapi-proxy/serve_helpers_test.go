@@ -204,3 +204,11 @@ func metricsText(t *testing.T, p *proxyProc) string {
 	require.NoError(t, err)
 	return string(body)
 }
+
+// waitLog waits until the proxy's log (batched every 100ms) holds want.
+func (p *proxyProc) waitLog(t *testing.T, want string) string {
+	t.Helper()
+	require.Eventually(t, func() bool { return strings.Contains(p.logs.String(), want) }, 5*time.Second, 20*time.Millisecond,
+		"the proxy's log never said %q:\n%s", want, p.logs)
+	return p.logs.String()
+}

@@ -43,6 +43,7 @@ func TestDiagnoseByteForByte(t *testing.T) {
 	assert.Equal(t, int64(2), up.Requests())
 
 	// The access log names the client and never holds key material.
+	p.waitLog(t, "path=/status")
 	assert.Regexp(t, `msg=request client=pg-backup-user method=GET path=/diagnose status=200 bytes=\d+`, p.logs.String())
 	assert.NotContains(t, p.logs.String(), "PRIVATE KEY")
 
@@ -361,7 +362,7 @@ func TestSignals(t *testing.T) {
 		wg.Wait()
 		assert.Zero(t, failed.Load())
 		assert.Greater(t, ok.Load(), int64(20))
-		assert.Equal(t, 5, strings.Count(p.logs.String(), "reloaded certificates"))
+		require.Eventually(t, func() bool { return strings.Count(p.logs.String(), "reloaded certificates") == 5 }, 5*time.Second, 20*time.Millisecond)
 	})
 
 	t.Run("SIGTERM lets a slow request finish", func(t *testing.T) {
@@ -521,7 +522,7 @@ func TestOperationAuditTrail(t *testing.T) {
 
 	cert, err := pki.LoadCert(filepath.Join(d.tpa, "barman-operator.crt"))
 	require.NoError(t, err)
-	logs := p.logs.String()
+	logs := p.waitLog(t, "path=/servers/pg-main/operations status=200")
 	assert.Equal(t, 1, strings.Count(logs, `msg="operation started"`), logs)
 	assert.Contains(t, logs, fmt.Sprintf(`msg="operation started" client=barman-operator serial=%s server=pg-main type=recovery operation_id=%s`, pki.SerialHex(cert), answer.ID))
 	assert.NotContains(t, logs, "secret@pg1", "nothing else of the body is logged")

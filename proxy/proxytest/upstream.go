@@ -25,6 +25,11 @@ const Diagnose = `{"global":{"config":{"barman_home":"/var/lib/barman","barman_u
 type Upstream struct {
 	// Delay holds every answer back this long (a slow /diagnose).
 	Delay time.Duration
+	// KeepAlive answers without "Connection: close", unlike pg-backup-api:
+	// a fast stand-in for benchmarks.
+	KeepAlive bool
+	// DiagnoseBytes pads /diagnose with more servers to about this size.
+	DiagnoseBytes int
 
 	requests atomic.Int64
 	mu       sync.Mutex
@@ -32,6 +37,8 @@ type Upstream struct {
 	bodies   []string
 	byClient map[string]int64
 	nextID   atomic.Int64
+	padOnce  sync.Once
+	padded   string
 }
 
 // Requests is how many requests reached the upstream.
@@ -95,7 +102,9 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// Like the real service: no keep-alive, always a Content-Length.
-	w.Header().Set("Connection", "close")
+	if !u.KeepAlive {
+		w.Header().Set("Connection", "close")
+	}
 	if strings.Contains(r.URL.Path, "//") {
 		// Werkzeug merges slashes with a 308 to http://<Host>/...
 		clean := "/" + strings.Join(strings.FieldsFunc(r.URL.Path, func(c rune) bool { return c == '/' }), "/")
@@ -108,7 +117,7 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/status" && isRead(r):
 		answer(w, http.StatusOK, "text/html; charset=utf-8", `"OK"`)
 	case r.URL.Path == "/diagnose" && isRead(r):
-		answer(w, http.StatusOK, "application/json", Diagnose+"\n")
+		answer(w, http.StatusOK, "application/json", u.diagnose())
 	case len(parts) == 3 && parts[0] == "servers" && parts[2] == "operations",
 		len(parts) == 1 && parts[0] == "operations":
 		u.operations(w, r, body)
@@ -122,6 +131,32 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		jsonAnswer(w, http.StatusNotFound, map[string]string{"error": "404 Not Found: The requested URL was not found on the server."})
 	}
+}
+
+// diagnose is the /diagnose document, padded to DiagnoseBytes with more
+// servers like the one in Diagnose.
+func (u *Upstream) diagnose() string {
+	u.padOnce.Do(func() {
+		u.padded = Diagnose + "\n"
+		if u.DiagnoseBytes <= len(u.padded) {
+			return
+		}
+		var doc map[string]any
+		if json.Unmarshal([]byte(Diagnose), &doc) != nil {
+			return
+		}
+		servers := doc["servers"].(map[string]any)
+		pg := servers["pg"]
+		for i := 1; ; i++ {
+			servers[fmt.Sprintf("pg%04d", i)] = pg
+			data, _ := json.Marshal(doc) // Marshal sorts keys, as barman does
+			if len(data) >= u.DiagnoseBytes {
+				u.padded = string(data) + "\n"
+				return
+			}
+		}
+	})
+	return u.padded
 }
 
 func (u *Upstream) operations(w http.ResponseWriter, r *http.Request, body []byte) {
