@@ -55,11 +55,14 @@ bench: build ## pgbapi-proxy against nginx, proxy pinned to CPU 0 (BENCH_QUICK=1
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./proxy
 	./scripts/bench.sh
 
-FUZZTIME ?= 10s
+FUZZTIME ?= 5s
 
 test: lint ## run every test, and the fuzzers for a short while (see .ci/run for what to install; some tests need root)
 	$(GO) test -count=1 -race ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRules$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME) ./packaging/pin
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePEM$$' -fuzztime $(FUZZTIME) ./pki
+	$(GO) test -run '^$$' -fuzz '^FuzzEnvFlags$$' -fuzztime $(FUZZTIME) ./cmd/pgbapi-proxy
 
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi

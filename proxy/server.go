@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -63,6 +64,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			al.Close()
 		}
 	}()
+	// Like ssh: a private key others can read is not used.
+	for _, key := range []string{cfg.Layout.ServerKey(), cfg.Layout.IntermediateKey()} {
+		if err := checkKeyMode(key); err != nil {
+			return nil, err
+		}
+	}
 	// The rules and the CRL next: a broken file stops serve before any
 	// certificate work.
 	if s.policy, err = newPolicy(cfg.Layout, cfg.AccessFile, s.log); err != nil {
@@ -189,4 +196,16 @@ func listenError(flag, addr string, err error) error {
 		return fmt.Errorf("%s %s: permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE (the packaged service has it)", flag, addr)
 	}
 	return fmt.Errorf("%s %s: %w", flag, addr, err)
+}
+
+// checkKeyMode refuses a key file that group or others may read or write.
+func checkKeyMode(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil // a missing key is reported where it is needed
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s is readable by others (mode %04o), so it is not used; run: chmod 600 %s", path, perm, path)
+	}
+	return nil
 }

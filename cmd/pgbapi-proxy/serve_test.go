@@ -528,3 +528,13 @@ func TestOperationAuditTrail(t *testing.T) {
 	assert.NotContains(t, logs, "secret@pg1", "nothing else of the body is logged")
 	assert.Contains(t, metricsText(t, p), `pgbapi_proxy_operations_started_total{client="barman-operator",type="recovery"} 1`)
 }
+
+// Like ssh, serve refuses a private key others can read.
+func TestServeRefusesLooseKeyModes(t *testing.T) {
+	t.Parallel()
+	d := pkiFor(t)
+	key := filepath.Join(d.tpa, "pg-backup-api.key")
+	require.NoError(t, os.Chmod(key, 0o644))
+	r := cli(t, nil, d.flags("serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")...)
+	requireOneLineError(t, r, 1, key+" is readable by others (mode 0644), so it is not used; run: chmod 600 "+key)
+}
