@@ -46,6 +46,8 @@ type Config struct {
 	IdleTimeout       time.Duration
 	HandshakeTimeout  time.Duration
 	MaxHeaderBytes    int
+	BodyTimeout       time.Duration // to receive a whole request body
+	MaxBodyBytes      int64         // largest request body forwarded
 
 	Pprof   bool // serve /debug/pprof/ on the admin listener
 	Version string
@@ -64,6 +66,8 @@ const (
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultBodyTimeout       = 30 * time.Second
+	DefaultMaxBodyBytes      = 1 << 20 // pg-backup-api's requests are small JSON
 	// readyMargin is how long the served certificate must still be valid
 	// for /readyz to say ready (or a third of its lifetime, if shorter).
 	readyMargin = 7 * 24 * time.Hour
@@ -96,6 +100,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = DefaultBodyTimeout
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes

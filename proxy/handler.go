@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/pgbapi/pgbapi-proxy/pki"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,13 +36,15 @@ const otherRoute = "other"
 // handler checks the client, applies the in-flight limit and forwards to
 // the upstream, writing one access log line per request.
 type handler struct {
-	upstream *url.URL
-	proxy    *httputil.ReverseProxy
-	routes   *routeMatcher
-	policy   *policy
-	limit    *limiter
-	metrics  *metrics
-	log      *slog.Logger
+	upstream    *url.URL
+	bodyTimeout time.Duration
+	maxBody     int64
+	proxy       *httputil.ReverseProxy
+	routes      *routeMatcher
+	policy      *policy
+	limit       *limiter
+	metrics     *metrics
+	log         *slog.Logger
 }
 
 // exchange is what one request learns on its way, for the access log.
@@ -55,7 +59,7 @@ type exchange struct {
 type exchangeKey struct{}
 
 func newHandler(cfg *Config, m *metrics, p *policy) *handler {
-	h := &handler{upstream: cfg.Upstream, metrics: m, log: cfg.Logger, routes: newRouteMatcher(), policy: p}
+	h := &handler{upstream: cfg.Upstream, bodyTimeout: cfg.BodyTimeout, maxBody: cfg.MaxBodyBytes, metrics: m, log: cfg.Logger, routes: newRouteMatcher(), policy: p}
 	if cfg.MaxInflight > 0 {
 		h.limit = &limiter{slots: make(chan struct{}, cfg.MaxInflight), wait: cfg.QueueTimeout}
 	}
@@ -122,6 +126,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		jsonDenied(rec, ex.client, r.Method, d.Rule)
 		return
 	}
+	// The whole body first, within a deadline and a size limit: a slow or
+	// huge body never reaches the upstream, and what does is re-framed
+	// with a Content-Length (no smuggling through Transfer-Encoding).
+	if !h.readBody(rec, r) {
+		return
+	}
 	release, err := h.limit.acquire(r.Context())
 	if err != nil {
 		h.metrics.upstream.WithLabelValues("queue_full").Inc()
@@ -138,6 +148,43 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.metrics.inflight.Inc()
 	defer h.metrics.inflight.Dec()
 	h.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
+}
+
+// readBody replaces r.Body with the whole body, read within bodyTimeout
+// and at most maxBody bytes. It answers 408, 413 or 400 and returns false
+// when that fails.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	if r.ContentLength > h.maxBody {
+		jsonError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", h.maxBody))
+		return false
+	}
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(h.bodyTimeout)) //nolint:errcheck // best effort: not every conn has deadlines
+	data, err := io.ReadAll(io.LimitReader(r.Body, h.maxBody+1))
+	rc.SetReadDeadline(time.Time{}) //nolint:errcheck // as above
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		w.Header().Set("Connection", "close")
+		jsonError(w, http.StatusRequestTimeout, fmt.Sprintf("request body not received within %s", h.bodyTimeout))
+		return false
+	case err != nil:
+		w.Header().Set("Connection", "close")
+		jsonError(w, http.StatusBadRequest, "request body could not be read")
+		return false
+	case int64(len(data)) > h.maxBody:
+		w.Header().Set("Connection", "close")
+		jsonError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", h.maxBody))
+		return false
+	}
+	r.Body = io.NopCloser(bytes.NewReader(data))
+	r.ContentLength = int64(len(data))
+	r.TransferEncoding = nil
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+	return true
 }
 
 // rewrite builds the upstream request: identity claims the client sent

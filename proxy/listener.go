@@ -71,6 +71,12 @@ func (l *tlsListener) handshake(c net.Conn) {
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader[:]) {
+			// What net/http answers plain HTTP on a TLS port.
+			re.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server: use https://\n") //nolint:errcheck // a courtesy
+		}
 		l.onFail(handshakeFailure(err), c.RemoteAddr(), err)
 		c.Close()
 		return
@@ -140,4 +146,12 @@ func handshakeFailure(err error) string {
 		return "invalid_cert"
 	}
 	return "other"
+}
+
+func looksLikeHTTP(hdr []byte) bool {
+	switch string(hdr) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH":
+		return true
+	}
+	return false
 }

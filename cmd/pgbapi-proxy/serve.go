@@ -54,6 +54,9 @@ service) answers wrongly under concurrent requests: there, set
 		queue := fs.Duration("upstream-queue-timeout", proxy.DefaultQueueTimeout, "how long a request waits for a free slot before a 503")
 		days := fs.Int("server-cert-days", pki.DefaultServerDays, "lifetime of each server certificate issued here, in days")
 		lifetime := fs.Duration("server-cert-lifetime", 0, "lifetime of each server certificate as a duration (e.g. 10m, for testing renewals); overrides --server-cert-days")
+		headerTimeout := fs.Duration("read-header-timeout", proxy.DefaultReadHeaderTimeout, "how long a client may take to send a request's headers")
+		bodyTimeout := fs.Duration("request-body-timeout", proxy.DefaultBodyTimeout, "how long a client may take to send a request's body")
+		maxBody := fs.Int64("max-body-bytes", proxy.DefaultMaxBodyBytes, "largest request body forwarded (413 above)")
 		shutdown := fs.Duration("shutdown-timeout", proxy.DefaultShutdownTimeout, "on SIGTERM, how long requests in flight may take to finish")
 		logFormat := fs.String("log-format", "text", "log format: text or json")
 		logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -82,6 +85,7 @@ service) answers wrongly under concurrent requests: there, set
 				UpstreamTimeout: *upTimeout, MaxInflight: *inflight, QueueTimeout: *queue,
 				ServerCertLifetime: pki.Days(*days), ShutdownTimeout: *shutdown,
 				Version: versionString(), Logger: logger, Pprof: *pprofOn,
+				ReadHeaderTimeout: *headerTimeout, BodyTimeout: *bodyTimeout, MaxBodyBytes: *maxBody,
 			}
 			if *lifetime != 0 {
 				cfg.ServerCertLifetime = *lifetime
