@@ -1,0 +1,129 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pgbapi/pgbapi-proxy/proxy/proxytest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// faultyUpstream misbehaves on purpose: it reads a POST and hangs up
+// without answering, and cuts /diagnose answers in the middle.
+type faultyUpstream struct {
+	posts atomic.Int64
+}
+
+func (f *faultyUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	io.ReadAll(r.Body)
+	hj, _ := w.(http.Hijacker)
+	switch {
+	case r.Method == http.MethodPost:
+		f.posts.Add(1)
+		conn, _, err := hj.Hijack()
+		if err == nil {
+			conn.Close() // received, never answered
+		}
+	case r.URL.Path == "/diagnose":
+		conn, buf, err := hj.Hijack()
+		if err == nil {
+			buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"global\":")
+			buf.Flush()
+			conn.Close() // cut mid-body
+		}
+	default:
+		w.Write([]byte(`"OK"`))
+	}
+}
+
+func TestUpstreamFaults(t *testing.T) {
+	t.Parallel()
+	d := pkiFor(t)
+	f := &faultyUpstream{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	defer srv.Close()
+	p := startProxy(t, d, "http://"+l.Addr().String(), nil)
+
+	// Warm a kept-alive upstream connection, then POST: the upstream got
+	// it and hung up, so the answer is a 502 and the POST is not resent.
+	requireOK(t, curlClient(t, d, "pg-backup-user", p.url("/status")))
+	r := curlClient(t, d, "pg-backup-user", "-w", "\n%{http_code}", "-H", "Content-Type: application/json",
+		"--data-binary", `{"type":"recovery"}`, p.url("/servers/pg/operations"))
+	requireOK(t, r)
+	assert.True(t, strings.HasSuffix(r.stdout, "\n502"), r.stdout)
+	assert.Equal(t, int64(1), f.posts.Load(), "a POST the upstream received is never sent twice")
+
+	// An answer cut mid-body: the client sees a broken transfer, not a
+	// complete-looking one, and the proxy serves on.
+	r = curlClient(t, d, "pg-backup-user", p.url("/diagnose"))
+	assert.NotEqual(t, 0, r.code, "curl must report the cut: %s", r.stdout)
+	requireOK(t, curlClient(t, d, "pg-backup-user", p.url("/status")))
+}
+
+// The upstream restarts while clients keep asking: requests during the
+// gap get a clean 502, every other request succeeds, none hangs.
+func TestUpstreamRestartDuringLoad(t *testing.T) {
+	t.Parallel()
+	d := pkiFor(t)
+	up := &proxytest.Upstream{KeepAlive: true}
+	url, stop, err := up.Start("")
+	require.NoError(t, err)
+	addr := strings.TrimPrefix(url, "http://")
+	p := startProxy(t, d, url, nil)
+	client := goClient(t, d, "pg-backup-user")
+
+	var ok, badGateway, other atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				resp, err := client.Get(p.url("/status"))
+				if err != nil {
+					other.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusOK:
+					ok.Add(1)
+				case http.StatusBadGateway:
+					badGateway.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	time.Sleep(300 * time.Millisecond)
+	up2 := &proxytest.Upstream{KeepAlive: true}
+	_, stop2, err := up2.Start(addr)
+	require.NoError(t, err)
+	defer stop2()
+	require.Eventually(t, func() bool { return up2.Requests() > 50 }, 10*time.Second, 50*time.Millisecond, "served again after the restart")
+	close(done)
+	wg.Wait()
+	assert.Zero(t, other.Load(), "every request got a 200 or a clean 502")
+	assert.Positive(t, badGateway.Load(), "the gap was seen")
+	assert.Greater(t, ok.Load(), int64(100))
+}
