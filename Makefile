@@ -15,7 +15,7 @@ NFPM_VERSION := v2.45.2
 TOOLS   := $(CURDIR)/bin/tools
 NFPM    := $(TOOLS)/nfpm-$(NFPM_VERSION)
 
-.PHONY: help build test lint run clean deb rpm packages install bench
+.PHONY: help build test lint run clean deb rpm packages install bench soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ bench: build ## pgbapi-proxy against nginx, proxy pinned to CPU 0 (BENCH_QUICK=1
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; fi
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./proxy
 	./scripts/bench.sh
+
+soak: ## long tests: 10,000 idle TLS connections, a million requests from good and bad clients (PGBAPI_SOAK_REQUESTS=N to shorten)
+	ulimit -n $$(ulimit -Hn) && PGBAPI_SOAK=1 PGBAPI_SOAK_REQUESTS=$(PGBAPI_SOAK_REQUESTS) $(GO) test -count=1 -timeout 60m -run '^TestSoak' -v ./cmd/pgbapi-proxy 2>&1 | grep -E '^(=== RUN|--- |\s+soak_test.go:.*SOAK|PASS|FAIL|ok)'
 
 FUZZTIME ?= 5s
 

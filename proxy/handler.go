@@ -87,7 +87,7 @@ func newTransport(timeout time.Duration) *http.Transport {
 		DialContext:            (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		MaxIdleConns:           64,
 		MaxIdleConnsPerHost:    64,
-		IdleConnTimeout:        30 * time.Second,
+		IdleConnTimeout:        10 * time.Second,
 		ResponseHeaderTimeout:  timeout,
 		ExpectContinueTimeout:  time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,

@@ -34,14 +34,27 @@ type proxyProc struct {
 }
 
 type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	limit int // keep only about the last limit bytes; 0: everything
 }
 
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.limit > 0 && b.buf.Len() > b.limit {
+		tail := append([]byte(nil), b.buf.Bytes()[b.buf.Len()-b.limit/2:]...)
+		b.buf.Reset()
+		b.buf.Write(tail)
+	}
 	return b.buf.Write(p)
+}
+
+// keepLast bounds the log kept in memory, for long runs.
+func (b *lockedBuffer) keepLast(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.limit = n
 }
 
 func (b *lockedBuffer) String() string {
