@@ -97,15 +97,27 @@ func IssueClient(o IssueOptions) (*Issued, error) {
 		if err != nil {
 			return err
 		}
-		write := writePair
-		if kind != pairNone {
-			write = replacePair
-		}
-		if err := write(certPath, keyPath, EncodeCerts(cert), key, o.Owner); err != nil {
-			return err
-		}
+		rec := NewRecord(o.Name, KindClient, cert, certPath, now)
 		out = &Issued{Cert: cert, CertPath: certPath, KeyPath: keyPath, Renewed: kind != pairNone}
-		return addRecords(o.Layout, NewRecord(o.Name, KindClient, cert, certPath, now))
+		if kind == pairNone {
+			// New pair first, then the record; if recording fails (a full
+			// disk), the new files go again: nothing changed.
+			if err := writePair(certPath, keyPath, EncodeCerts(cert), key, o.Owner); err != nil {
+				return err
+			}
+			if err := addRecords(o.Layout, rec); err != nil {
+				os.Remove(certPath)
+				os.Remove(keyPath)
+				return fmt.Errorf("recording the certificate failed, so it was not issued: %w", err)
+			}
+			return nil
+		}
+		// Renewal: the record first (if that fails, the old pair stays in
+		// use untouched), then the pair replaced atomically.
+		if err := addRecords(o.Layout, rec); err != nil {
+			return fmt.Errorf("recording the certificate failed, so nothing was renewed: %w", err)
+		}
+		return replacePair(certPath, keyPath, EncodeCerts(cert), key, o.Owner)
 	})
 	if err != nil {
 		return nil, err

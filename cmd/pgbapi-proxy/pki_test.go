@@ -291,3 +291,59 @@ print(sorted(r.json()["servers"]))`, p.url("/diagnose"))
 	// An existing bundle is never overwritten.
 	requireOneLineError(t, cli(t, nil, d.flags("issue-client", "--name", "other", "--bundle", bundle)...), 1, "already exists")
 }
+
+// mountTiny mounts a small tmpfs on dir (root only) and unmounts it when the
+// test ends.
+func mountTiny(t *testing.T, dir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("a full file system needs root to mount a small tmpfs; run the tests as root to cover it")
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v: %s)", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+}
+
+// fill leaves only a few bytes free on dir's file system.
+func fill(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	require.NoError(t, err)
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	for {
+		if _, err := f.Write(buf[:1]); err != nil {
+			break
+		}
+	}
+}
+
+// A full state or TPA directory during issue-client: one line, no file
+// half-written, nothing issued, the inventory intact.
+func TestIssueClientOnAFullDisk(t *testing.T) {
+	for _, which := range []string{"state", "tpa"} {
+		t.Run(which+" dir full", func(t *testing.T) {
+			d := newDirs(t)
+			full := map[string]string{"state": d.state, "tpa": d.tpa}[which]
+			mountTiny(t, full)
+			requireOK(t, cli(t, nil, d.flags("init", "--hostname", "barman1")...))
+			inventory := tree(t, d.state)["inventory.json"]
+			fill(t, full)
+			before := tree(t, filepath.Dir(d.tpa))
+
+			r := cli(t, nil, d.flags("issue-client", "--name", "pem")...)
+			requireOneLineError(t, r, 1, "no space left on device")
+			after := tree(t, filepath.Dir(d.tpa))
+			assert.Equal(t, keysOf(before), keysOf(after), "no file appeared or vanished")
+			assert.Equal(t, inventory, after["state/inventory.json"], "inventory intact")
+			assert.NoFileExists(t, filepath.Join(d.tpa, "pem.key"))
+		})
+	}
+}
