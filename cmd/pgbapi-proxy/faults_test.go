@@ -1,12 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,4 +129,94 @@ func TestUpstreamRestartDuringLoad(t *testing.T) {
 	assert.Zero(t, other.Load(), "every request got a 200 or a clean 502")
 	assert.Positive(t, badGateway.Load(), "the gap was seen")
 	assert.Greater(t, ok.Load(), int64(100))
+}
+
+// Renewal, SIGHUP, a rules change and a revocation (CRL reload), all while
+// 32 clients keep requesting: not one request fails. Then SIGTERM under
+// load: in-flight requests complete and the port is free afterwards.
+func TestReloadsUnderLoad(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("waits about 40s for a renewal")
+	}
+	d := pkiFor(t)
+	requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "retired")...))
+	rules := filepath.Join(t.TempDir(), "access")
+	writeRules(t, rules, "pg-backup-user read\n* none\n")
+	up := &proxytest.Upstream{KeepAlive: true}
+	upURL, stop, err := up.Start("")
+	require.NoError(t, err)
+	defer stop()
+	p := startProxy(t, d, upURL, nil, "--server-cert-lifetime", "1m", "--access-file", rules)
+	first := servedSerial(t, p, d)
+
+	var ok, failed, refusedAfterTerm atomic.Int64
+	var terminating atomic.Bool
+	var firstErr atomic.Value
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := goClient(t, d, "pg-backup-user")
+			for n := 0; ; n++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if n%50 == 0 && i%4 == 0 {
+					client.CloseIdleConnections() // new handshakes too, not only kept-alive requests
+				}
+				resp, err := client.Get(p.url("/status"))
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					// After SIGTERM new connections are refused, or, when the
+					// TCP accept came just before, closed after the handshake
+					// (EOF). In-flight requests complete: TestSignals checks a
+					// slow one, and no other error is allowed here.
+					if terminating.Load() && (strings.Contains(err.Error(), "connection refused") || strings.HasSuffix(err.Error(), ": EOF")) {
+						refusedAfterTerm.Add(1)
+						time.Sleep(10 * time.Millisecond)
+						continue
+					}
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%v (after SIGTERM: %v)", err, terminating.Load()))
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	for range 3 {
+		p.signal(t, syscall.SIGHUP)
+		time.Sleep(300 * time.Millisecond)
+	}
+	writeRules(t, rules, "pg-backup-user read, operations\nretired read\n* none\n")
+	requireOK(t, cli(t, nil, d.flags("revoke", "--name", "retired")...))
+	p.waitLog(t, "reloaded access rules")
+	p.waitLog(t, "reloaded CRL")
+	require.Eventually(t, func() bool { return servedSerial(t, p, d) != first }, 90*time.Second, time.Second, "renewed while serving")
+
+	// SIGTERM with the clients still going: what was in flight completes;
+	// only new connections are refused.
+	terminating.Store(true)
+	p.signal(t, syscall.SIGTERM)
+	<-p.exited
+	close(done)
+	wg.Wait()
+	assert.NoError(t, p.exitErr)
+	assert.Zero(t, failed.Load(), "failed requests (first: %v)", firstErr.Load())
+	assert.Greater(t, ok.Load(), int64(1000))
+	l, err := net.Listen("tcp", p.addr)
+	require.NoError(t, err, "the port is free after exit")
+	l.Close()
 }
