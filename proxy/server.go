@@ -80,8 +80,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	case err == nil:
 		s.certs, err = newManagedCerts(ctx, cfg.Layout, signer, cfg.ServerCertLifetime, meta.KeyType, s.metrics, s.log)
 	case errors.Is(err, pki.ErrNoCAKey):
-		s.log.Info("no CA key on this host: serving pg-backup-api.crt as it is; renew it where the CA is and send SIGHUP", "cert", cfg.Layout.ServerCert())
-		s.certs, err = newStaticCerts(cfg.Layout)
+		if s.certs, err = newStaticCerts(cfg.Layout); err == nil {
+			s.log.Info("no CA key on this host: serving pg-backup-api.crt as it is; renew it where the CA is and send SIGHUP", "cert", cfg.Layout.ServerCert())
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -45,6 +45,23 @@ func (s *staticCerts) Reload() error {
 	if err != nil {
 		return fmt.Errorf("loading the server certificate: %w", err)
 	}
+	// Clients need the whole chain: a cut file that still holds the leaf
+	// would be served and fail every client.
+	chain := make([]*x509.Certificate, 0, len(cert.Certificate))
+	for _, der := range cert.Certificate {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("loading the server certificate: %w", err)
+		}
+		chain = append(chain, c)
+	}
+	root, err := pki.LoadCert(s.layout.RootCert())
+	if err != nil {
+		return err
+	}
+	if err := pki.VerifyChain(chain, root, x509.ExtKeyUsageServerAuth, time.Now()); err != nil {
+		return fmt.Errorf("loading the server certificate %s: %w", s.layout.ServerCert(), err)
+	}
 	s.cert.Store(&cert)
 	return nil
 }

@@ -192,6 +192,23 @@ func TestBadInputLosesNothing(t *testing.T) {
 		{"unknown key type", func(t *testing.T, d dirs) []string {
 			return d.flags("issue-client", "--name", "pem", "--key-type", "ed448")
 		}, 2, "unknown key type"},
+		{"truncated certificate", func(t *testing.T, d dirs) []string {
+			crt := filepath.Join(d.tpa, "pg-backup-user.crt")
+			data, err := os.ReadFile(crt)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(crt, data[:len(data)/2], 0o644))
+			return d.flags("init", "--hostname", "barman1")
+		}, 1, "pg-backup-user.crt"},
+		{"truncated server certificate at serve", func(t *testing.T, d dirs) []string {
+			// Without the CA key, serve uses the files as they are.
+			require.NoError(t, os.Rename(filepath.Join(d.state, "intermediate.key"), filepath.Join(d.state, "intermediate.key.away")))
+			crt := filepath.Join(d.tpa, "pg-backup-api.crt")
+			data, err := os.ReadFile(crt)
+			require.NoError(t, err)
+			// Cut inside the intermediate: the leaf alone would fail clients.
+			require.NoError(t, os.WriteFile(crt, data[:len(data)*3/4], 0o644))
+			return d.flags("serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--access-file", filepath.Join(d.state, "none"))
+		}, 1, "loading the server certificate"},
 		{"read-only TPA dir", func(t *testing.T, d dirs) []string {
 			makeReadOnly(t, d.tpa)
 			return d.flags("issue-client", "--name", "pem")
