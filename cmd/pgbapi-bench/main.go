@@ -105,12 +105,7 @@ func run(o options) (*result, error) {
 			if err != nil {
 				return 0, err
 			}
-			n, err := io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("status %s", resp.Status)
-			}
-			return n, err
+			return drain(resp)
 		}
 	case "handshake":
 		path := u.RequestURI()
@@ -130,12 +125,7 @@ func run(o options) (*result, error) {
 			if err != nil {
 				return 0, err
 			}
-			n, err := io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("status %s", resp.Status)
-			}
-			return n, err
+			return drain(resp)
 		}
 	default:
 		return nil, fmt.Errorf("--mode %q: use keepalive or handshake", o.mode)
@@ -193,4 +183,14 @@ func run(o options) (*result, error) {
 		Label: label, Mode: o.mode, Requests: requests.Load(), Errors: errs.Load(), Seconds: elapsed,
 		RPS: float64(requests.Load()) / elapsed, P50ms: pct(0.5), P90ms: pct(0.9), P99ms: pct(0.99), MaxMs: pct(1), Bytes: bytes.Load(),
 	}, nil
+}
+
+// drain reads a whole answer; anything but 200 is an error.
+func drain(resp *http.Response) (int64, error) {
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %s", resp.Status)
+	}
+	return n, err
 }

@@ -98,17 +98,13 @@ func TestUpstreamRestartDuringLoad(t *testing.T) {
 					return
 				default:
 				}
-				resp, err := client.Get(p.url("/status"))
-				if err != nil {
+				code, err := getStatus(client, p.url("/status"))
+				switch {
+				case err != nil:
 					other.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				switch resp.StatusCode {
-				case http.StatusOK:
+				case code == http.StatusOK:
 					ok.Add(1)
-				case http.StatusBadGateway:
+				case code == http.StatusBadGateway:
 					badGateway.Add(1)
 				default:
 					other.Add(1)
@@ -169,13 +165,9 @@ func TestReloadsUnderLoad(t *testing.T) {
 				if n%50 == 0 && i%4 == 0 {
 					client.CloseIdleConnections() // new handshakes too, not only kept-alive requests
 				}
-				resp, err := client.Get(p.url("/status"))
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
+				code, err := getStatus(client, p.url("/status"))
+				if err == nil && code != http.StatusOK {
+					err = fmt.Errorf("status %d", code)
 				}
 				if err != nil {
 					// After SIGTERM new connections are refused, or, when the

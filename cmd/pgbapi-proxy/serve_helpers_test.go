@@ -160,17 +160,18 @@ func curlClient(t *testing.T, d dirs, name string, args ...string) result {
 	if name != "" {
 		all = append(all, "--cert", filepath.Join(d.tpa, name+".crt"), "--key", filepath.Join(d.tpa, name+".key"))
 	}
-	cmd := exec.Command("curl", append(all, args...)...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err)
+	return runCmd(t, exec.Command("curl", append(all, args...)...))
+}
+
+// getStatus GETs url and reads the whole answer; it returns the status.
+func getStatus(client *http.Client, url string) (int, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, err
 	}
-	return result{code: code, stdout: out.String(), stderr: errOut.String()}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
 }
 
 // goClient is a Go HTTPS client with the named client certificate, for

@@ -340,15 +340,10 @@ func TestSignals(t *testing.T) {
 						return
 					default:
 					}
-					resp, err := client.Get(p.url("/diagnose"))
-					if err != nil || resp.StatusCode != http.StatusOK {
+					if code, err := getStatus(client, p.url("/diagnose")); err != nil || code != http.StatusOK {
 						failed.Add(1)
-						if err == nil {
-							resp.Body.Close()
-						}
 						continue
 					}
-					resp.Body.Close()
 					ok.Add(1)
 				}
 			}()

@@ -189,14 +189,7 @@ func TestSoakMillionRequests(t *testing.T) {
 					badRefused.Add(1)
 					continue
 				}
-				resp, err := good.Get(p.url("/status"))
-				if err != nil {
-					goodErr.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
+				if code, err := getStatus(good, p.url("/status")); err == nil && code == http.StatusOK {
 					goodOK.Add(1)
 				} else {
 					goodErr.Add(1)
