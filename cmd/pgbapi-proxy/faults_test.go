@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -86,32 +85,19 @@ func TestUpstreamRestartDuringLoad(t *testing.T) {
 	client := goClient(t, d, "pg-backup-user")
 
 	var ok, badGateway, other atomic.Int64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				code, err := getStatus(client, p.url("/status"))
-				switch {
-				case err != nil:
-					other.Add(1)
-				case code == http.StatusOK:
-					ok.Add(1)
-				case code == http.StatusBadGateway:
-					badGateway.Add(1)
-				default:
-					other.Add(1)
-				}
-			}
-		}()
-	}
+	stopLoad := underLoad(8, func(int, int) {
+		code, err := getStatus(client, p.url("/status"))
+		switch {
+		case err != nil:
+			other.Add(1)
+		case code == http.StatusOK:
+			ok.Add(1)
+		case code == http.StatusBadGateway:
+			badGateway.Add(1)
+		default:
+			other.Add(1)
+		}
+	})
 	time.Sleep(300 * time.Millisecond)
 	stop()
 	time.Sleep(300 * time.Millisecond)
@@ -120,8 +106,7 @@ func TestUpstreamRestartDuringLoad(t *testing.T) {
 	require.NoError(t, err)
 	defer stop2()
 	require.Eventually(t, func() bool { return up2.Requests() > 50 }, 10*time.Second, 50*time.Millisecond, "served again after the restart")
-	close(done)
-	wg.Wait()
+	stopLoad()
 	assert.Zero(t, other.Load(), "every request got a 200 or a clean 502")
 	assert.Positive(t, badGateway.Load(), "the gap was seen")
 	assert.Greater(t, ok.Load(), int64(100))
@@ -149,44 +134,35 @@ func TestReloadsUnderLoad(t *testing.T) {
 	var ok, failed, refusedAfterTerm atomic.Int64
 	var terminating atomic.Bool
 	var firstErr atomic.Value
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := goClient(t, d, "pg-backup-user")
-			for n := 0; ; n++ {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				if n%50 == 0 && i%4 == 0 {
-					client.CloseIdleConnections() // new handshakes too, not only kept-alive requests
-				}
-				code, err := getStatus(client, p.url("/status"))
-				if err == nil && code != http.StatusOK {
-					err = fmt.Errorf("status %d", code)
-				}
-				if err != nil {
-					// After SIGTERM new connections are refused, or, when the
-					// TCP accept came just before, closed after the handshake
-					// (EOF). In-flight requests complete: TestSignals checks a
-					// slow one, and no other error is allowed here.
-					if terminating.Load() && (strings.Contains(err.Error(), "connection refused") || strings.HasSuffix(err.Error(), ": EOF")) {
-						refusedAfterTerm.Add(1)
-						time.Sleep(10 * time.Millisecond)
-						continue
-					}
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("%v (after SIGTERM: %v)", err, terminating.Load()))
-					continue
-				}
-				ok.Add(1)
-			}
-		}()
+	clients := make([]*http.Client, 32)
+	for i := range clients {
+		clients[i] = goClient(t, d, "pg-backup-user")
 	}
+	stopLoad := underLoad(32, func(i, n int) {
+		client := clients[i]
+		if n%50 == 0 && i%4 == 0 {
+			client.CloseIdleConnections() // new handshakes too, not only kept-alive requests
+		}
+		code, err := getStatus(client, p.url("/status"))
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("status %d", code)
+		}
+		if err != nil {
+			// After SIGTERM new connections are refused, or, when the
+			// TCP accept came just before, closed after the handshake
+			// (EOF). In-flight requests complete: TestSignals checks a
+			// slow one, and no other error is allowed here.
+			if terminating.Load() && (strings.Contains(err.Error(), "connection refused") || strings.HasSuffix(err.Error(), ": EOF")) {
+				refusedAfterTerm.Add(1)
+				time.Sleep(10 * time.Millisecond)
+				return
+			}
+			failed.Add(1)
+			firstErr.CompareAndSwap(nil, fmt.Sprintf("%v (after SIGTERM: %v)", err, terminating.Load()))
+			return
+		}
+		ok.Add(1)
+	})
 	time.Sleep(500 * time.Millisecond)
 	for range 3 {
 		p.signal(t, syscall.SIGHUP)
@@ -203,8 +179,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 	terminating.Store(true)
 	p.signal(t, syscall.SIGTERM)
 	<-p.exited
-	close(done)
-	wg.Wait()
+	stopLoad()
 	assert.NoError(t, p.exitErr)
 	assert.Zero(t, failed.Load(), "failed requests (first: %v)", firstErr.Load())
 	assert.Greater(t, ok.Load(), int64(1000))

@@ -226,3 +226,25 @@ func (p *proxyProc) waitLog(t *testing.T, want string) string {
 		"the proxy's log never said %q:\n%s", want, p.logs)
 	return p.logs.String()
 }
+
+// underLoad runs request(worker, n) in a loop on each of workers
+// goroutines until the returned stop is called; stop waits for them.
+func underLoad(workers int, request func(worker, n int)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				request(w, n)
+			}
+		}()
+	}
+	return func() { close(done); wg.Wait() }
+}

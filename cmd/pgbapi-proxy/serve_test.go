@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -328,33 +327,19 @@ func TestSignals(t *testing.T) {
 		p := startProxy(t, d, upURL, nil)
 		client := goClient(t, d, "pg-backup-user")
 		var ok, failed atomic.Int64
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if code, err := getStatus(client, p.url("/diagnose")); err != nil || code != http.StatusOK {
-						failed.Add(1)
-						continue
-					}
-					ok.Add(1)
-				}
-			}()
-		}
+		stopLoad := underLoad(4, func(int, int) {
+			if code, err := getStatus(client, p.url("/diagnose")); err != nil || code != http.StatusOK {
+				failed.Add(1)
+				return
+			}
+			ok.Add(1)
+		})
 		for range 5 {
 			time.Sleep(200 * time.Millisecond)
 			p.signal(t, syscall.SIGHUP)
 		}
 		time.Sleep(200 * time.Millisecond)
-		close(stop)
-		wg.Wait()
+		stopLoad()
 		assert.Zero(t, failed.Load())
 		assert.Greater(t, ok.Load(), int64(20))
 		require.Eventually(t, func() bool { return strings.Count(p.logs.String(), "reloaded certificates") == 5 }, 5*time.Second, 20*time.Millisecond)
