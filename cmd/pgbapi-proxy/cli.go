@@ -106,6 +106,7 @@ func dispatch(ctx context.Context, sio *stdio, args []string) error {
 	if err := applyEnv(fs, os.LookupEnv); err != nil {
 		return err
 	}
+	warnDeprecated(sio, fs)
 	return runner(ctx, sio, fs.Args())
 }
 
@@ -140,6 +141,9 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) (string, bool)) error {
 		if err != nil || f.Changed || f.Name == "help" {
 			return
 		}
+		if a, ok := f.Value.(*aliasValue); ok && a.target.Changed {
+			return // the new name was given: the old one's variable must not override it
+		}
 		v, ok := getenv(envName(f.Name))
 		if !ok {
 			return
@@ -149,6 +153,39 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) (string, bool)) error {
 		}
 	})
 	return err
+}
+
+// aliasValue makes a deprecated flag name set another flag: both names
+// are one setting. Setting the alias marks the target given, so that the
+// target's environment variable does not override the command line.
+type aliasValue struct{ target *pflag.Flag }
+
+func (a *aliasValue) String() string { return a.target.Value.String() }
+func (a *aliasValue) Type() string   { return a.target.Value.Type() }
+func (a *aliasValue) Set(s string) error {
+	if err := a.target.Value.Set(s); err != nil {
+		return err
+	}
+	a.target.Changed = true
+	return nil
+}
+
+// deprecatedAlias declares --old as a hidden, deprecated name of --target
+// (already declared), so that old scripts and settings files keep working.
+func deprecatedAlias(fs *pflag.FlagSet, old, target string) {
+	t := fs.Lookup(target)
+	fs.Var(&aliasValue{target: t}, old, "deprecated name of --"+target)
+	_ = fs.MarkDeprecated(old, "use --"+target)
+}
+
+// warnDeprecated says on stderr which deprecated flag names were used
+// (on the command line or in the environment), and what replaces them.
+func warnDeprecated(sio *stdio, fs *pflag.FlagSet) {
+	fs.Visit(func(f *pflag.Flag) {
+		if f.Deprecated != "" {
+			fmt.Fprintf(sio.err, "%s: warning: --%s (%s) is deprecated: %s\n", prog, f.Name, envName(f.Name), f.Deprecated)
+		}
+	})
 }
 
 func mainUsage() string {

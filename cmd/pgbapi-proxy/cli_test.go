@@ -1,8 +1,10 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -89,4 +91,55 @@ func TestEnvName(t *testing.T) {
 	}
 	require.Equal(t, "a b", oneLine("a\nb\n"))
 	require.False(t, strings.Contains(oneLine("x\r\ny"), "\n"))
+}
+
+// init's --server-cert-days is serve's setting of the same name; the old
+// --server-days still works, with a warning, and the command line wins
+// over either environment variable.
+func TestServerCertDaysAlias(t *testing.T) {
+	days := func(t *testing.T, d dirs) int {
+		out := openssl(t, "x509", "-noout", "-startdate", "-enddate", "-in", filepath.Join(d.tpa, "pg-backup-api.crt"))
+		var start, end time.Time
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			k, v, _ := strings.Cut(line, "=")
+			tm, err := time.Parse("Jan _2 15:04:05 2006 MST", v)
+			require.NoError(t, err)
+			if k == "notBefore" {
+				start = tm
+			} else {
+				end = tm
+			}
+		}
+		return int(end.Sub(start).Round(24*time.Hour).Hours() / 24)
+	}
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want int
+		warn bool
+	}{
+		{"new name", nil, []string{"--server-cert-days", "20"}, 20, false},
+		{"old name", nil, []string{"--server-days", "21"}, 21, true},
+		{"new variable", []string{"PGBAPI_PROXY_SERVER_CERT_DAYS=22"}, nil, 22, false},
+		{"old variable", []string{"PGBAPI_PROXY_SERVER_DAYS=23"}, nil, 23, true},
+		{"old flag beats new variable", []string{"PGBAPI_PROXY_SERVER_CERT_DAYS=22"}, []string{"--server-days", "24"}, 24, true},
+		{"new flag beats old variable", []string{"PGBAPI_PROXY_SERVER_DAYS=23"}, []string{"--server-cert-days", "25"}, 25, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDirs(t)
+			r := cli(t, tc.env, d.flags(append([]string{"init", "--hostname", "h", "--cluster-name", "c"}, tc.args...)...)...)
+			requireOK(t, r)
+			assert.Equal(t, tc.want, days(t, d))
+			if tc.warn {
+				assert.Contains(t, r.stderr, "--server-days (PGBAPI_PROXY_SERVER_DAYS) is deprecated: use --server-cert-days")
+			} else {
+				assert.Empty(t, r.stderr)
+			}
+		})
+	}
+	help := cli(t, nil, "init", "--help")
+	assert.Contains(t, help.stdout, "--server-cert-days")
+	assert.NotContains(t, help.stdout, "--server-days")
 }

@@ -74,6 +74,10 @@ func manPage() string {
 			if f.Name == "help" {
 				return
 			}
+			if f.Deprecated != "" {
+				fmt.Fprintf(&b, ".TP\n.B \\-\\-%s\n%s", roff(f.Name)[:len(roff(f.Name))-1], roff("Deprecated: "+f.Deprecated+"."))
+				return
+			}
 			name, usage := pflag.UnquoteUsage(f)
 			head := "\\-\\-" + roff(f.Name)[:len(roff(f.Name))-1]
 			if name != "" {
@@ -106,7 +110,11 @@ func bashCompletion() string {
 		names = append(names, c.name)
 		fs, _ := newFlagSet(c)
 		var flags []string
-		fs.VisitAll(func(f *pflag.Flag) { flags = append(flags, "--"+f.Name) })
+		fs.VisitAll(func(f *pflag.Flag) {
+			if f.Deprecated == "" && !f.Hidden {
+				flags = append(flags, "--"+f.Name)
+			}
+		})
 		sort.Strings(flags)
 		fmt.Fprintf(&cases, "\t%s) flags=%q ;;\n", c.name, strings.Join(flags, " "))
 	}

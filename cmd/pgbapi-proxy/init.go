@@ -40,7 +40,8 @@ init keeps them: this host can then verify clients but not issue.`,
 		keyType := fs.String("key-type", string(pki.DefaultKeyType), keyTypeUsage())
 		caCert := fs.String("ca-cert", "", "adopt this existing CA certificate (PEM) instead of creating one")
 		caKey := fs.String("ca-key", "", "the key of --ca-cert (PEM, unencrypted)")
-		serverDays := fs.Int("server-days", pki.DefaultServerDays, "lifetime of the server certificate, in days")
+		serverDays := fs.Int("server-cert-days", pki.DefaultServerDays, "lifetime of the server certificate, in days; the same setting as serve's (PGBAPI_PROXY_SERVER_CERT_DAYS sets both)")
+		deprecatedAlias(fs, "server-days", "server-cert-days")
 		clientDays := fs.Int("client-days", pki.DefaultClientDays, "lifetime of the test client certificate, in days")
 		return func(ctx context.Context, sio *stdio, args []string) error {
 			if err := noArgs("init", args); err != nil {
