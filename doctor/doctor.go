@@ -107,13 +107,13 @@ func Failed(results []Result) int {
 func (r *run) settings() {
 	meta, err := pki.ReadMeta(r.o.Layout)
 	if err != nil {
-		r.add("pki", Fail, err.Error(), "pgbapi-proxy init")
+		r.add("pki", Fail, err.Error(), r.command("init"))
 		return
 	}
 	r.meta = meta
 	root, err := pki.LoadCert(r.o.Layout.RootCert())
 	if err != nil {
-		r.add("pki", Fail, err.Error(), "restore root.crt from the CA's host, or run pgbapi-proxy init")
+		r.add("pki", Fail, err.Error(), "restore root.crt from the CA's host, or run "+r.command("init"))
 		return
 	}
 	r.root = root
@@ -165,7 +165,7 @@ func (r *run) files() {
 	for _, c := range certs {
 		chain, err := pki.LoadCerts(c)
 		if err != nil {
-			r.add("files", Fail, err.Error(), "restore it from a backup or issue it again (issue-client --renew)")
+			r.add("files", Fail, err.Error(), r.reissue(c))
 			continue
 		}
 		key := strings.TrimSuffix(c, ".crt") + ".key"
@@ -175,9 +175,9 @@ func (r *run) files() {
 		k, err := pki.LoadKey(key)
 		switch {
 		case err != nil:
-			r.add("files", Fail, err.Error(), "restore the key from a backup, or issue a new pair (issue-client --renew)")
+			r.add("files", Fail, err.Error(), "restore the key from a backup, or issue a new pair ("+r.renew(c)+")")
 		case !pki.KeyMatches(chain[0], k):
-			r.add("files", Fail, fmt.Sprintf("%s does not belong to %s", key, c), "put the matching key back, or issue a new pair (issue-client --renew)")
+			r.add("files", Fail, fmt.Sprintf("%s does not belong to %s", key, c), "put the matching key back, or issue a new pair ("+r.renew(c)+")")
 		default:
 			r.add("files", OK, fmt.Sprintf("%s matches its key", c), "")
 		}
@@ -233,11 +233,56 @@ func (r *run) chains() {
 			continue // reported under files
 		}
 		if err := pki.VerifyChain(chain, r.root, x509.ExtKeyUsageClientAuth, r.o.Now); err != nil && !errors.As(err, new(x509.CertificateInvalidError)) {
-			r.add("chain", Fail, fmt.Sprintf("client %s: %v", rec.Name, err), "pgbapi-proxy issue-client --renew --name "+rec.Name)
+			r.add("chain", Fail, fmt.Sprintf("client %s: %v", rec.Name, err), r.renew(rec.Path))
 		} else if err == nil {
 			r.add("chain", OK, fmt.Sprintf("client %s verifies against the cluster CA", rec.Name), "")
 		}
 	}
+}
+
+// command is a pgbapi-proxy command line for a fix, with --tpa-dir and
+// --state-dir when they are not the defaults, so that it can be pasted.
+func (r *run) command(args string) string {
+	cmd := "pgbapi-proxy " + args
+	if r.o.Layout.TPADir != pki.DefaultTPADir {
+		cmd += " --tpa-dir " + shellQuote(r.o.Layout.TPADir)
+	}
+	if r.o.Layout.StateDir != pki.DefaultStateDir {
+		cmd += " --state-dir " + shellQuote(r.o.Layout.StateDir)
+	}
+	return cmd
+}
+
+// renew is the command that issues the client certificate at certPath
+// (NAME.crt) again, in the same directory.
+func (r *run) renew(certPath string) string {
+	name := strings.TrimSuffix(filepath.Base(certPath), ".crt")
+	args := "issue-client --renew --name " + shellQuote(name)
+	if dir := filepath.Dir(certPath); dir != filepath.Clean(r.o.Layout.TPADir) {
+		args += " --out " + shellQuote(dir)
+	}
+	return r.command(args)
+}
+
+// reissue says how to get a certificate file back that does not parse.
+func (r *run) reissue(certPath string) string {
+	l := r.o.Layout
+	switch filepath.Clean(certPath) {
+	case filepath.Clean(l.RootCert()), filepath.Clean(l.CACert()):
+		return "restore it from the CA's copy: cp " + shellQuote(l.CAStateCert()) + " " + shellQuote(certPath) + " (or from the CA's host)"
+	case filepath.Clean(l.ServerCert()):
+		return "systemctl restart pgbapi-proxy, which issues a new one where the intermediate is; elsewhere copy a renewed pg-backup-api.crt/.key"
+	}
+	return "restore it from a backup or issue it again: " + r.renew(certPath)
+}
+
+// shellQuote quotes s for a shell when it holds anything but plain
+// path characters.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:,=@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func ipStrings(c *x509.Certificate) []string {
@@ -254,13 +299,13 @@ func (r *run) expiry() {
 	type item struct{ what, path, fix string }
 	items := []item{
 		{"the cluster CA", l.RootCert(), "plan a new cluster CA and hand out new client certificates before then"},
-		{"the intermediate", l.IntermediateCert(), "move the state dir's intermediate.crt/.key away and run pgbapi-proxy init"},
+		{"the intermediate", l.IntermediateCert(), "move " + l.IntermediateCert() + " and its key away and run " + r.command("init")},
 		{"the server certificate", l.ServerCert(), "pgbapi-proxy serve renews it at a third of its lifetime: check its log (journalctl -u pgbapi-proxy)"},
 	}
 	if recs, err := pki.ReadInventory(l); err == nil {
 		for _, rec := range recs {
 			if rec.Kind == pki.KindClient && !rec.Replaced && rec.RevokedAt == nil && fileExists(rec.Path) {
-				items = append(items, item{"client " + rec.Name, rec.Path, "pgbapi-proxy issue-client --renew --name " + rec.Name})
+				items = append(items, item{"client " + rec.Name, rec.Path, r.renew(rec.Path)})
 			}
 		}
 	}
@@ -354,7 +399,11 @@ func loopbackAddr(listen string) string {
 func (r *run) upstream(ctx context.Context) {
 	u := r.o.Upstream
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.JoinPath("/status").String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.JoinPath("/status").String(), nil)
+	if err != nil {
+		r.add("upstream", Fail, fmt.Sprintf("pg-backup-api's address %q is not usable: %v", u.String(), err), "give --upstream http://HOST:PORT (PGBAPI_PROXY_UPSTREAM in the settings file)")
+		return
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		r.add("upstream", Fail, fmt.Sprintf("pg-backup-api at %s does not answer: %v", u, err), "systemctl start pg-backup-api; check it listens on "+u.Host)
@@ -417,7 +466,11 @@ func (r *run) endToEnd(ctx context.Context) {
 		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{*cert}, ServerName: r.meta.Hostnames[0], MinVersion: tls.VersionTLS12},
 	}}
 	target := "https://" + loopbackAddr(r.o.Listen) + "/status"
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		r.add("end-to-end", Fail, fmt.Sprintf("the proxy's address %q is not usable: %v", r.o.Listen, err), "give --listen HOST:PORT (PGBAPI_PROXY_LISTEN in the settings file)")
+		return
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		r.add("end-to-end", Fail, fmt.Sprintf("GET %s with %s: %v", target, how, err), "see the proxy and upstream lines above")

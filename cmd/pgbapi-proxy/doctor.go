@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/pgbapi/pgbapi-proxy/doctor"
+	"github.com/pgbapi/pgbapi-proxy/internal/envfile"
 	"github.com/pgbapi/pgbapi-proxy/proxy"
 	"github.com/spf13/pflag"
 )
@@ -34,9 +34,11 @@ var doctorCommand = command{
   end-to-end  a real mTLS GET /status through the proxy, with --cert/--key
               or, as root where the CA key is, a 10-minute certificate made
               for the check (never written to disk)
-Exits 0 when nothing FAILs. Reads the service's settings file
-(/etc/default/pgbapi-proxy or /etc/sysconfig/pgbapi-proxy) for flags not
-given.`,
+  settings    the service's settings file (/etc/default/pgbapi-proxy or
+              /etc/sysconfig/pgbapi-proxy), read as systemd reads it: lines
+              it ignores (export, no '=', bad names) and values serve
+              refuses; its values are used for flags not given
+Exits 0 when nothing FAILs.`,
 	setup: func(fs *pflag.FlagSet) runFunc {
 		layout := layoutFlags(fs)
 		listen := fs.String("listen", proxy.DefaultListen, "the proxy's TLS address")
@@ -52,15 +54,16 @@ given.`,
 			if err := noArgs("doctor", args); err != nil {
 				return err
 			}
-			if err := applySettingsFile(fs, *settings); err != nil {
+			settingsResults, err := applySettingsFile(fs, *settings)
+			if err != nil {
 				return err
 			}
 			if (*cert == "") != (*key == "") {
 				return usagef("--cert and --key go together")
 			}
-			up, err := url.Parse(*upstream)
-			if err != nil || up.Host == "" {
-				return usagef("--upstream %q is not a URL", *upstream)
+			up, err := parseUpstream(*upstream)
+			if err != nil {
+				return usagef("--upstream: %v", err)
 			}
 			if len(*hosts) == 0 {
 				short, fqdn, err := machineNames(ctx)
@@ -69,10 +72,10 @@ given.`,
 				}
 				*hosts = dedupe([]string{short, fqdn})
 			}
-			results := doctor.Run(ctx, doctor.Options{
+			results := append(settingsResults, doctor.Run(ctx, doctor.Options{
 				Layout: *layout, Listen: *listen, AdminListen: *admin, Upstream: up,
 				Hostnames: *hosts, ServiceUser: *svcUser, CertFile: *cert, KeyFile: *key,
-			})
+			})...)
 			if *asJSON {
 				enc := json.NewEncoder(sio.out)
 				enc.SetIndent("", "  ")
@@ -98,8 +101,11 @@ given.`,
 }
 
 // applySettingsFile sets flags that neither the command line nor the
-// environment gave from a KEY=VALUE file of PGBAPI_PROXY_ settings.
-func applySettingsFile(fs *pflag.FlagSet, path string) error {
+// environment gave from the service's settings file, read as systemd reads
+// an EnvironmentFile=. What the service would not get as meant (lines
+// systemd ignores, values a flag refuses) comes back as results to report;
+// a refused value leaves the flag at its default.
+func applySettingsFile(fs *pflag.FlagSet, path string) ([]doctor.Result, error) {
 	if path == "" {
 		for _, p := range settingsFiles {
 			if _, err := os.Stat(p); err == nil {
@@ -108,36 +114,54 @@ func applySettingsFile(fs *pflag.FlagSet, path string) error {
 			}
 		}
 		if path == "" {
-			return nil
+			return nil, nil
 		}
 	}
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("reading settings: %w", err)
+		return nil, fmt.Errorf("reading settings: %w", err)
 	}
-	defer f.Close()
-	values := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
+	assignments, problems := envfile.Parse(string(data))
+	var out []doctor.Result
+	for _, p := range problems {
+		out = append(out, doctor.Result{Area: "settings", Status: doctor.Warn,
+			Detail: fmt.Sprintf("%s:%d: %s", path, p.Line, p.Msg), Fix: fmt.Sprintf("edit line %d of %s", p.Line, path)})
+	}
+	byEnv := map[string]*pflag.Flag{}
+	fs.VisitAll(func(fl *pflag.Flag) { byEnv[envName(fl.Name)] = fl })
+	given := map[string]bool{}
+	fs.Visit(func(fl *pflag.Flag) { given[fl.Name] = true })
+	for _, a := range assignments {
+		fl, ok := byEnv[a.Key]
+		if !ok || given[fl.Name] {
 			continue
 		}
-		k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
-		if ok && strings.HasPrefix(k, envPrefix) {
-			values[k] = strings.Trim(v, `"'`)
+		err := fs.Set(fl.Name, a.Value)
+		if err == nil && fl.Name == "upstream" {
+			_, err = parseUpstream(a.Value)
+		}
+		if err != nil {
+			out = append(out, doctor.Result{Area: "settings", Status: doctor.Fail,
+				Detail: fmt.Sprintf("%s:%d: %s=%q: %v (checked with the default, %s, instead)", path, a.Line, a.Key, a.Value, oneLine(err.Error()), fl.DefValue),
+				Fix:    fmt.Sprintf("correct line %d of %s; the service does not start with this value", a.Line, path)})
+			_ = fl.Value.Set(fl.DefValue)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return err
+	return out, nil
+}
+
+// parseUpstream reads --upstream: an http URL with a host, or HOST:PORT
+// for http://HOST:PORT.
+func parseUpstream(s string) (*url.URL, error) {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
 	}
-	var setErr error
-	fs.VisitAll(func(fl *pflag.Flag) {
-		if v, ok := values[envName(fl.Name)]; ok && !fl.Changed && setErr == nil {
-			if err := fs.Set(fl.Name, v); err != nil {
-				setErr = fmt.Errorf("%s: %s=%q: %v", path, envName(fl.Name), v, err)
-			}
-		}
-	})
-	return setErr
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	if u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("%q is not an http URL such as http://127.0.0.1:7480", s)
+	}
+	return u, nil
 }

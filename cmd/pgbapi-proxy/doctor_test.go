@@ -135,3 +135,54 @@ func TestDoctor(t *testing.T) {
 		})
 	}
 }
+
+// The settings file is read as systemd reads it: a trailing "# comment"
+// is part of the value (and said so), "export" lines are ignored (and
+// said so), quotes are removed. Nothing panics; fix lines name the
+// non-default directories so that they can be pasted.
+func TestDoctorSettingsFile(t *testing.T) {
+	d := newDirs(t) // no PKI here
+	admin := closedAddr(t)
+	settings := filepath.Join(t.TempDir(), "pgbapi-proxy")
+	require.NoError(t, os.WriteFile(settings, []byte(`# settings
+export PGBAPI_PROXY_LISTEN=127.0.0.1:1
+PGBAPI_PROXY_UPSTREAM=http://127.0.0.1:7480 # local pg-backup-api
+PGBAPI_PROXY_ADMIN_LISTEN="`+admin+`"
+PGBAPI_PROXY_UPSTREAM_TIMEOUT=1m
+`), 0o644))
+	r := cli(t, nil, d.flags("doctor", "--listen", closedAddr(t), "--hostname", "localhost", "--settings-file", settings, "--json")...)
+	assert.Equal(t, 1, r.code, "stderr: %s", r.stderr)
+	assert.NotContains(t, r.stderr, "panic")
+	var lines []doctorLine
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &lines), "stdout: %s\nstderr: %s", r.stdout, r.stderr)
+	find := func(area, status, detail string) *doctorLine {
+		for i, l := range lines {
+			if l.Area == area && l.Status == status && strings.Contains(l.Detail, detail) {
+				return &lines[i]
+			}
+		}
+		t.Errorf("no %s line in %s saying %q: %+v", status, area, detail, lines)
+		return &doctorLine{}
+	}
+	find("settings", "warn", settings+":2: \"export PGBAPI_PROXY_LISTEN=\": systemd does not take 'export'")
+	find("settings", "warn", settings+":3: the value of PGBAPI_PROXY_UPSTREAM is \"http://127.0.0.1:7480 # local pg-backup-api\"")
+	bad := find("settings", "FAIL", settings+":3: PGBAPI_PROXY_UPSTREAM=\"http://127.0.0.1:7480 # local pg-backup-api\"")
+	assert.Contains(t, bad.Detail, "checked with the default, http://127.0.0.1:7480")
+	find("proxy", "FAIL", "nothing answers on "+admin) // the quoted value was used
+	pki := find("pki", "FAIL", "no PKI")
+	assert.Equal(t, "pgbapi-proxy init --tpa-dir "+d.tpa+" --state-dir "+d.state, pki.Fix)
+}
+
+// A client certificate that no longer verifies gets a fix line that
+// renews it where it is, with the directories given.
+func TestDoctorFixNamesDirectories(t *testing.T) {
+	d := pkiFor(t)
+	out := t.TempDir()
+	requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "pem", "--out", out)...))
+	other := pkiFor(t) // pem.crt now from another cluster's CA
+	require.NoError(t, os.WriteFile(filepath.Join(out, "pem.crt"), []byte(tree(t, other.tpa)["pg-backup-user.crt"]), 0o644))
+	r := cli(t, nil, d.flags("doctor", "--listen", closedAddr(t), "--admin-listen", closedAddr(t), "--upstream", "http://"+closedAddr(t),
+		"--hostname", "localhost", "--settings-file", "/dev/null")...)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stdout, "fix: pgbapi-proxy issue-client --renew --name pem --out "+out+" --tpa-dir "+d.tpa+" --state-dir "+d.state+"\n")
+}
