@@ -50,24 +50,27 @@ func (o *InitOptions) Validate() error {
 		return errors.New("both the TPA directory and the state directory must be set")
 	}
 	if err := CheckName("cluster name", o.Cluster); err != nil {
-		return err
+		return fieldError("Cluster", err)
 	}
 	if len(o.Hostnames) == 0 {
-		return errors.New("at least one host name is needed for the server certificate")
+		return fieldErrorf("Hostnames", "at least one host name is needed for the server certificate")
 	}
 	for _, h := range o.Hostnames {
 		if err := CheckHostname(h); err != nil {
-			return err
+			return fieldError("Hostnames", err)
 		}
 	}
 	if _, err := ParseKeyType(string(o.KeyType)); err != nil {
-		return err
+		return fieldError("KeyType", err)
 	}
 	if (o.CACertFile == "") != (o.CAKeyFile == "") {
-		return errors.New("--ca-cert and --ca-key go together: give both to adopt an existing CA")
+		return fieldErrorf("CACertFile", "the CA certificate and its key go together: give both to adopt an existing CA")
 	}
-	if o.ServerDays < 1 || o.ClientDays < 1 {
-		return errors.New("certificate lifetimes must be at least one day")
+	if o.ServerDays < 1 {
+		return fieldErrorf("ServerDays", "a lifetime of %d days: it must be at least 1", o.ServerDays)
+	}
+	if o.ClientDays < 1 {
+		return fieldErrorf("ClientDays", "a lifetime of %d days: it must be at least 1", o.ClientDays)
 	}
 	return nil
 }

@@ -37,15 +37,15 @@ var reservedNames = []string{ServerName, "root", "CA"}
 // and then atomically: a reader sees the old pair or the new one.
 func IssueClient(o IssueOptions) (*Issued, error) {
 	if err := CheckName("client name", o.Name); err != nil {
-		return nil, err
+		return nil, fieldError("Name", err)
 	}
 	for _, r := range reservedNames {
 		if strings.EqualFold(o.Name, r) {
-			return nil, fmt.Errorf("%q is the name of a file init manages; choose another client name", o.Name)
+			return nil, fieldErrorf("Name", "%q is the name of a file init manages; choose another client name", o.Name)
 		}
 	}
 	if o.Days < 1 {
-		return nil, errors.New("--days must be at least 1")
+		return nil, fieldErrorf("Days", "a lifetime of %d days: it must be at least 1", o.Days)
 	}
 	meta, err := ReadMeta(o.Layout)
 	if err != nil {
@@ -55,7 +55,7 @@ func IssueClient(o IssueOptions) (*Issued, error) {
 		o.KeyType = meta.KeyType
 	}
 	if _, err := ParseKeyType(string(o.KeyType)); err != nil {
-		return nil, err
+		return nil, fieldError("KeyType", err)
 	}
 	if o.OutDir == "" {
 		o.OutDir = o.TPADir
@@ -72,13 +72,16 @@ func IssueClient(o IssueOptions) (*Issued, error) {
 	err = withLock(o.Layout, func() error {
 		haveKey, err := exists(o.CAKey())
 		if err != nil {
-			return err
+			return needsRoot(err)
 		}
 		if !haveKey {
 			return ErrNoCAKey
 		}
 		ca, err := LoadAuthority(o.CAStateCert(), o.CAKey())
 		if err != nil {
+			return needsRoot(err)
+		}
+		if err := checkDays(ca.Cert, o.Days, now); err != nil {
 			return err
 		}
 		certPath, keyPath := o.CertIn(o.OutDir, o.Name), o.KeyIn(o.OutDir, o.Name)
@@ -135,6 +138,17 @@ func checkOutDir(dir string) error {
 	}
 	if !info.IsDir() {
 		return fmt.Errorf("%q is not a directory", dir)
+	}
+	return nil
+}
+
+// checkDays refuses a lifetime that would outlast the CA that signs it: a
+// certificate is not valid past its issuer, whatever it says.
+func checkDays(ca *x509.Certificate, days int, now time.Time) error {
+	left := int(ca.NotAfter.Sub(now) / (24 * time.Hour))
+	if days > left {
+		return fieldErrorf("Days", "%d days would outlast the cluster CA, which expires on %s: give at most %d",
+			days, ca.NotAfter.UTC().Format("2006-01-02"), max(left, 0))
 	}
 	return nil
 }

@@ -27,10 +27,10 @@ type Meta struct {
 func ReadMeta(l Layout) (*Meta, error) {
 	data, err := os.ReadFile(l.Meta())
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no PKI in %q (%s missing): run 'pgbapi-proxy init' first", l.StateDir, metaName)
+		return nil, fmt.Errorf("no PKI here: %q has no %s; run 'pgbapi-proxy init' first, or give the --state-dir where it was set up", l.StateDir, metaName)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading PKI settings: %w", err)
+		return nil, needsRoot(fmt.Errorf("reading PKI settings: %w", err))
 	}
 	var m Meta
 	if err := json.Unmarshal(data, &m); err != nil {

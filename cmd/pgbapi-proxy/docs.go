@@ -99,7 +99,7 @@ func manPage() string {
 	} {
 		fmt.Fprintf(&b, ".TP\n.I %s\n%s", roff(f[0])[:len(roff(f[0]))-1], roff(f[1]))
 	}
-	b.WriteString(".SH EXIT STATUS\n0 on success, 1 on failure, 2 on a usage error. Errors are one line on standard error.\n")
+	b.WriteString(".SH EXIT STATUS\n0 on success, 1 on failure, 2 on a usage error (a bad value, a missing flag, an invalid name, \\-\\-days 0). Errors are one line on standard error.\n")
 	return b.String()
 }
 

@@ -82,7 +82,7 @@ init keeps them: this host can then verify clients but not issue.`,
 			steps, err := pki.Init(opts)
 			printSteps(sio, steps)
 			if err != nil {
-				return err
+				return flagError(err, initFields)
 			}
 			fmt.Fprintf(sio.out, "\nTest it: curl --cacert %s --cert %s --key %s https://%s/diagnose\n",
 				layout.RootCert(), layout.CertIn(layout.TPADir, pki.TestClientName), layout.KeyIn(layout.TPADir, pki.TestClientName), opts.Hostnames[0])

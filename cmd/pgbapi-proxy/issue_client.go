@@ -60,7 +60,7 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 				Owner: own, Renew: *renew, KeyType: kt,
 			})
 			if err != nil {
-				return err
+				return flagError(err, issueClientFields)
 			}
 			if *bundle != "" || *bundleDir != "" {
 				if err := writeBundle(*layout, res, *bundle, *bundleDir); err != nil {

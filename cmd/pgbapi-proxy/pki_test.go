@@ -169,10 +169,10 @@ func TestBadInputLosesNothing(t *testing.T) {
 	}{
 		{"bad client name", func(t *testing.T, d dirs) []string {
 			return d.flags("issue-client", "--name", "../../etc/shadow")
-		}, 1, "invalid client name"},
+		}, 2, "invalid client name"},
 		{"bad cluster name", func(t *testing.T, d dirs) []string {
 			return d.flags("init", "--cluster-name", "a b", "--hostname", "h")
-		}, 1, "invalid cluster name"},
+		}, 2, "invalid cluster name"},
 		{"garbage CA key", func(t *testing.T, d dirs) []string {
 			ca := newDirs(t)
 			requireOK(t, cli(t, nil, ca.flags("init", "--hostname", "x")...))
