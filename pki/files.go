@@ -17,8 +17,12 @@ const (
 )
 
 // Owner is a numeric uid and gid that written files are given; nil keeps
-// the owner of the process.
-type Owner struct{ UID, GID int }
+// the owner of the process. Groups are the user's supplementary groups,
+// for CheckReach.
+type Owner struct {
+	UID, GID int
+	Groups   []int
+}
 
 // ErrExists is returned (wrapped) when a file that must not be overwritten
 // is already there.

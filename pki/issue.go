@@ -63,6 +63,16 @@ func IssueClient(o IssueOptions) (*Issued, error) {
 	if err := checkOutDir(o.OutDir); err != nil {
 		return nil, err
 	}
+	// Before anything is issued: the pair can be written, and the service
+	// it is for can reach it.
+	if err := probeWrite(o.OutDir); err != nil {
+		return nil, err
+	}
+	if o.Owner != nil {
+		if err := CheckReach(o.OutDir, *o.Owner); err != nil {
+			return nil, err
+		}
+	}
 	now := time.Now()
 	if o.Now != nil {
 		now = o.Now()

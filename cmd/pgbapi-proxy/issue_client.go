@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -46,19 +47,28 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 					return usageError{err.Error()}
 				}
 			}
-			if *bundle != "" {
-				if _, err := os.Lstat(*bundle); err == nil {
-					return fmt.Errorf("bundle %q already exists; give a new file name", *bundle)
-				}
-			}
 			own, err := parseOwner(*owner)
 			if err != nil {
 				return err
+			}
+			// Every output is checked before anything is issued.
+			if *bundle != "" {
+				if err := pki.CheckTarGzPath(*bundle); err != nil {
+					return fmt.Errorf("--bundle: %w (nothing was issued)", err)
+				}
+			}
+			if *bundleDir != "" {
+				if err := pki.CheckBundleDir(*bundleDir); err != nil {
+					return fmt.Errorf("--bundle-dir: %w (nothing was issued)", err)
+				}
 			}
 			res, err := pki.IssueClient(pki.IssueOptions{
 				Layout: *layout, Name: *name, Days: *days, OutDir: *out,
 				Owner: own, Renew: *renew, KeyType: kt,
 			})
+			if errors.Is(err, pki.ErrUnreachable) {
+				return fmt.Errorf("--owner %s: %w (nothing was issued)", *owner, err)
+			}
 			if err != nil {
 				return flagError(err, issueClientFields)
 			}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -84,6 +85,12 @@ func TestIssueClientRenewAndOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("--owner needs root to chown; run the tests as root to cover it")
 	}
+	// The test's directories are root's 0700: the owner could not reach
+	// its key there, so nothing is issued until they are opened.
+	r = cli(t, nil, d.flags("issue-client", "--name", "agent", "--out", out, "--owner", "65534:65534")...)
+	requireOneLineError(t, r, 1, "--owner 65534:65534: the owner could not read its key there: uid 65534 cannot reach files in")
+	assert.NoFileExists(t, filepath.Join(out, "agent.key"))
+	openPath(t, out)
 	requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "agent", "--out", out, "--owner", "65534:65534")...))
 	for _, f := range []string{"agent.crt", "agent.key"} {
 		info, err := os.Stat(filepath.Join(out, f))
@@ -212,7 +219,7 @@ func TestBadInputLosesNothing(t *testing.T) {
 		{"read-only TPA dir", func(t *testing.T, d dirs) []string {
 			makeReadOnly(t, d.tpa)
 			return d.flags("issue-client", "--name", "pem")
-		}, 1, "pem.key"},
+		}, 1, "cannot write into"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -361,6 +368,80 @@ func TestIssueClientOnAFullDisk(t *testing.T) {
 			assert.Equal(t, keysOf(before), keysOf(after), "no file appeared or vanished")
 			assert.Equal(t, inventory, after["state/inventory.json"], "inventory intact")
 			assert.NoFileExists(t, filepath.Join(d.tpa, "pem.key"))
+		})
+	}
+}
+
+// openPath makes dir and the test's directories above it (up to the
+// system's temporary directory) 0755, so that other users reach dir.
+func openPath(t *testing.T, dir string) {
+	t.Helper()
+	for p := dir; p != os.TempDir() && p != filepath.Dir(p); p = filepath.Dir(p) {
+		require.NoError(t, os.Chmod(p, 0o755))
+	}
+}
+
+// issue-client checks every output before it issues: a bundle path or
+// directory that cannot be written, an owner that could not reach its key,
+// an output directory that does not take files. Then nothing is issued:
+// no file appears, the inventory is unchanged.
+func TestIssueClientChecksOutputsFirst(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, d dirs) []string
+		want  string
+	}{
+		{"bundle-dir under a file", func(t *testing.T, d dirs) []string {
+			f := filepath.Join(t.TempDir(), "file")
+			require.NoError(t, os.WriteFile(f, nil, 0o600))
+			return []string{"--bundle-dir", filepath.Join(f, "pem")}
+		}, "--bundle-dir: bundle directory"},
+		{"bundle-dir not empty", func(t *testing.T, d dirs) []string {
+			dir := t.TempDir()
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "x"), nil, 0o600))
+			return []string{"--bundle-dir", dir}
+		}, "is not empty"},
+		{"bundle-dir in a read-only directory", func(t *testing.T, d dirs) []string {
+			dir := t.TempDir()
+			makeReadOnly(t, dir)
+			return []string{"--bundle-dir", filepath.Join(dir, "new", "pem")}
+		}, "--bundle-dir: cannot write into"},
+		{"bundle in a missing directory", func(t *testing.T, d dirs) []string {
+			return []string{"--bundle", filepath.Join(t.TempDir(), "nope", "pem.tar.gz")}
+		}, "--bundle: the bundle's directory"},
+		{"bundle in a read-only directory", func(t *testing.T, d dirs) []string {
+			dir := t.TempDir()
+			makeReadOnly(t, dir)
+			return []string{"--bundle", filepath.Join(dir, "pem.tar.gz")}
+		}, "--bundle: cannot write into"},
+		{"bundle exists", func(t *testing.T, d dirs) []string {
+			f := filepath.Join(t.TempDir(), "pem.tar.gz")
+			require.NoError(t, os.WriteFile(f, nil, 0o600))
+			return []string{"--bundle", f}
+		}, "already exists"},
+		{"renew into a read-only directory", func(t *testing.T, d dirs) []string {
+			out := t.TempDir()
+			requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "pem", "--out", out)...))
+			makeReadOnly(t, out)
+			return []string{"--out", out, "--renew"}
+		}, "cannot write into"},
+		{"owner cannot reach the key", func(t *testing.T, d dirs) []string {
+			needs.Root(t, "to give files to another user")
+			return []string{"--owner", "65534:65534"} // the TPA dir is root's 0700
+		}, "--owner 65534:65534: the owner could not read its key there"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDirs(t)
+			requireOK(t, cli(t, nil, d.flags("init", "--hostname", "barman1")...))
+			extra := tc.setup(t, d)
+			before := tree(t, filepath.Dir(d.tpa))
+			r := cli(t, nil, d.flags(append([]string{"issue-client", "--name", "pem"}, extra...)...)...)
+			requireOneLineError(t, r, 1, tc.want)
+			after := tree(t, filepath.Dir(d.tpa))
+			assert.Equal(t, keysOf(before), keysOf(after), "no file appeared or vanished")
+			assert.Equal(t, before, after, "nothing issued, the inventory unchanged")
 		})
 	}
 }

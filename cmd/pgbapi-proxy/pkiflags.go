@@ -57,7 +57,16 @@ func parseOwner(spec string) (*pki.Owner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("group of %q has a non-numeric gid %q", spec, gidStr)
 	}
-	return &pki.Owner{UID: uid, GID: gid}, nil
+	own := &pki.Owner{UID: uid, GID: gid}
+	// Supplementary groups, for the check that the owner can reach its files.
+	if ids, err := u.GroupIds(); err == nil {
+		for _, id := range ids {
+			if n, err := strconv.Atoi(id); err == nil && n != gid {
+				own.Groups = append(own.Groups, n)
+			}
+		}
+	}
+	return own, nil
 }
 
 func lookupUser(s string) (*user.User, error) {
