@@ -13,7 +13,8 @@ import (
 )
 
 // Bundle is what a remote service needs to call the API: its certificate
-// and key, the cluster root, and how to use them.
+// and key, the cluster root, and how to use them. Without KeyPEM (a
+// certificate signed from the client's request) it holds no key.
 type Bundle struct {
 	Name    string // client name: NAME.crt and NAME.key
 	CertPEM []byte
@@ -25,11 +26,15 @@ type Bundle struct {
 // readme explains the bundle to whoever sets the remote service up.
 func (b Bundle) readme() string {
 	r := strings.NewReplacer("NAME", b.Name, "HOST", b.Host)
+	keyLine := "NAME.key   its private key: keep it readable by the service only (0600)"
+	if len(b.KeyPEM) == 0 {
+		keyLine = "(NAME.key  not here: the private key made with the request never left its host;\n           put it next to NAME.crt, readable by the service only)"
+	}
 	return r.Replace(`pg-backup-api client bundle for NAME
 =====================================
 
 NAME.crt   the client certificate (CN=NAME), signed by the cluster CA
-NAME.key   its private key: keep it readable by the service only (0600)
+` + keyLine + `
 root.crt   the cluster CA, to verify the server
 
 Test it:
@@ -55,7 +60,7 @@ func (b Bundle) files() []struct {
 	data []byte
 	mode int64
 } {
-	return []struct {
+	files := []struct {
 		name string
 		data []byte
 		mode int64
@@ -65,6 +70,10 @@ func (b Bundle) files() []struct {
 		{RootCertName, b.RootPEM, 0o644},
 		{"README.txt", []byte(b.readme()), 0o644},
 	}
+	if len(b.KeyPEM) == 0 { // signed from a request: the key is not ours to hand over
+		files = append(files[:1], files[2:]...)
+	}
+	return files
 }
 
 // WriteTarGz writes the bundle as a .tar.gz at path, which must not exist.

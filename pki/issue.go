@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -18,14 +19,17 @@ type IssueOptions struct {
 	Owner   *Owner  // chown the pair to this owner; nil: keep the process's
 	Renew   bool    // replace an existing pair
 	KeyType KeyType // empty: the key type init used
-	Now     func() time.Time
+	// CSR is a PKCS#10 request (PEM or DER) to sign instead of making a
+	// key here: only NAME.crt is written. See csr.go for what it may ask.
+	CSR []byte
+	Now func() time.Time
 }
 
 // Issued is what IssueClient wrote.
 type Issued struct {
 	Cert     *x509.Certificate
 	CertPath string
-	KeyPath  string
+	KeyPath  string // empty when signed from a request: the key is the client's
 	Renewed  bool
 }
 
@@ -46,6 +50,20 @@ func IssueClient(o IssueOptions) (*Issued, error) {
 	}
 	if o.Days < 1 {
 		return nil, fieldErrorf("Days", "a lifetime of %d days: it must be at least 1", o.Days)
+	}
+	var csr *x509.CertificateRequest
+	var csrDNS []string
+	if o.CSR != nil {
+		if o.KeyType != "" {
+			return nil, fieldErrorf("KeyType", "a key type goes with a key made here, not with a request: its key is the requester's")
+		}
+		var err error
+		if csr, err = ParseCSR(o.CSR); err != nil {
+			return nil, fieldError("CSR", err)
+		}
+		if csrDNS, err = checkCSR(csr, o.Name); err != nil {
+			return nil, fieldError("CSR", err)
+		}
 	}
 	meta, err := ReadMeta(o.Layout)
 	if err != nil {
@@ -99,23 +117,47 @@ func IssueClient(o IssueOptions) (*Issued, error) {
 		if err != nil {
 			return err
 		}
+		if csr != nil && (kind == pairBoth || kind == pairKeyOnly) {
+			return fmt.Errorf("%q exists, and a certificate signed from a request would not match it: move it away, or write the certificate elsewhere", keyPath)
+		}
 		if kind != pairNone && !o.Renew {
 			return fmt.Errorf("a certificate or key named %q already exists in %q; use --renew to replace it", o.Name, o.OutDir)
 		}
-		key, err := o.KeyType.Generate()
+		var key crypto.Signer
+		var cert *x509.Certificate
+		if csr != nil {
+			cert, err = signRequest(ca, o.Name, o.Days, csr.PublicKey, csrDNS, now)
+		} else {
+			if key, err = o.KeyType.Generate(); err != nil {
+				return err
+			}
+			cert, err = signClient(ca, o.Name, o.Days, key, now)
+		}
 		if err != nil {
 			return err
 		}
-		cert, err := signClient(ca, o.Name, o.Days, key, now)
-		if err != nil {
-			return err
+		write := func(replace bool) error {
+			if key == nil {
+				w := WriteNew
+				if replace {
+					w = Replace
+				}
+				return w(certPath, EncodeCerts(cert), CertMode, o.Owner)
+			}
+			if replace {
+				return replacePair(certPath, keyPath, EncodeCerts(cert), key, o.Owner)
+			}
+			return writePair(certPath, keyPath, EncodeCerts(cert), key, o.Owner)
 		}
 		rec := NewRecord(o.Name, KindClient, cert, certPath, now)
 		out = &Issued{Cert: cert, CertPath: certPath, KeyPath: keyPath, Renewed: kind != pairNone}
+		if key == nil {
+			out.KeyPath = ""
+		}
 		if kind == pairNone {
 			// New pair first, then the record; if recording fails (a full
 			// disk), the new files go again: nothing changed.
-			if err := writePair(certPath, keyPath, EncodeCerts(cert), key, o.Owner); err != nil {
+			if err := write(false); err != nil {
 				return err
 			}
 			if err := addRecords(o.Layout, rec); err != nil {
@@ -130,7 +172,7 @@ func IssueClient(o IssueOptions) (*Issued, error) {
 		if err := addRecords(o.Layout, rec); err != nil {
 			return fmt.Errorf("recording the certificate failed, so nothing was renewed: %w", err)
 		}
-		return replacePair(certPath, keyPath, EncodeCerts(cert), key, o.Owner)
+		return write(true)
 	})
 	if err != nil {
 		return nil, err

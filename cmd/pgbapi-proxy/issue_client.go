@@ -19,6 +19,14 @@ service that queries the API (the PEM agent, for one). It is written as
 NAME.crt and NAME.key (mode 0600) into the TPA dir or --out, and recorded
 in the inventory ('pgbapi-proxy list').
 
+With --csr FILE, the certificate is signed for the key of a PKCS#10
+request made on the client's host (openssl req -new), which never leaves
+it: only NAME.crt is written (and bundled, with root.crt). The request's
+signature must verify; its CN must be NAME or empty; it may carry
+DNS:NAME and no other DNS name, IP address, URI or e-mail address; a
+request for CA:TRUE is refused. Only its public key is used: the
+certificate is CN=NAME for client authentication, like any other.
+
 An existing NAME is refused; --renew replaces the pair atomically. Renewing
 revokes nothing: the old certificate stays valid until it expires. To
 retire it, find its serial with 'pgbapi-proxy list --all' and run
@@ -33,12 +41,23 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 		keyType := fs.String("key-type", "", keyTypeUsage()+" (default: the type init used)")
 		bundle := fs.String("bundle", "", "also write a hand-over bundle FILE.tar.gz: cert, key, root.crt and a README with the curl and Python settings")
 		bundleDir := fs.String("bundle-dir", "", "also write the hand-over bundle's files into this new directory")
+		csrFile := fs.String("csr", "", "sign this PKCS#10 request (PEM or DER) instead of making a key: only NAME.crt is written")
 		return func(ctx context.Context, sio *stdio, args []string) error {
 			if err := noArgs("issue-client", args); err != nil {
 				return err
 			}
 			if *name == "" {
 				return usagef("issue-client needs --name NAME")
+			}
+			var csr []byte
+			if *csrFile != "" {
+				if *keyType != "" {
+					return usagef("--key-type and --csr do not go together: the request's key is used")
+				}
+				var err error
+				if csr, err = os.ReadFile(*csrFile); err != nil {
+					return fmt.Errorf("--csr: %w", err)
+				}
 			}
 			var kt pki.KeyType
 			if *keyType != "" {
@@ -64,7 +83,7 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 			}
 			res, err := pki.IssueClient(pki.IssueOptions{
 				Layout: *layout, Name: *name, Days: *days, OutDir: *out,
-				Owner: own, Renew: *renew, KeyType: kt,
+				Owner: own, Renew: *renew, KeyType: kt, CSR: csr,
 			})
 			if errors.Is(err, pki.ErrUnreachable) {
 				return fmt.Errorf("--owner %s: %w (nothing was issued)", *owner, err)
@@ -81,9 +100,13 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 			if res.Renewed {
 				verb = "renewed"
 			}
+			keyPath := res.KeyPath
+			if keyPath == "" {
+				keyPath = "(signed from " + *csrFile + ": the key stays where the request was made)"
+			}
 			fmt.Fprintf(sio.out, "%s %s: serial %s, valid until %s\n  certificate %s\n  key         %s\n",
 				verb, res.Cert.Subject.CommonName, pki.SerialHex(res.Cert), res.Cert.NotAfter.UTC().Format("2006-01-02"),
-				res.CertPath, res.KeyPath)
+				res.CertPath, keyPath)
 			if *bundle != "" {
 				fmt.Fprintf(sio.out, "  bundle      %s\n", *bundle)
 			}
@@ -103,6 +126,9 @@ func writeBundle(l pki.Layout, res *pki.Issued, file, dir string) error {
 	}
 	b := pki.Bundle{Name: res.Cert.Subject.CommonName, Host: meta.Hostnames[0]}
 	for path, dst := range map[string]*[]byte{res.CertPath: &b.CertPEM, res.KeyPath: &b.KeyPEM, l.RootCert(): &b.RootPEM} {
+		if path == "" {
+			continue // signed from a request: no key here
+		}
 		if *dst, err = os.ReadFile(path); err != nil {
 			return err
 		}
