@@ -39,8 +39,8 @@ var commandTable []command
 
 func init() {
 	commandTable = []command{
-		initCommand, issueClientCommand, listCommand, revokeCommand,
-		serveCommand, statusCommand, checkAccessCommand, doctorCommand,
+		initCommand, issueClientCommand, listCommand, showCommand, revokeCommand,
+		serveCommand, statusCmd, checkAccessCommand, doctorCommand,
 		versionCommand, manpageCommand, completionCommand,
 	}
 }

@@ -57,6 +57,13 @@ func TestExitCodes(t *testing.T) {
 		{"list", d.flags("list", "extra"), 2, "takes no arguments"},
 		{"list", empty.flags("list"), 1, "no PKI here"},
 
+		{"show", d.flags("show"), 2, "show needs one of NAME, --serial SERIAL or --cert FILE"},
+		{"show", d.flags("show", "pem", "--serial", "01"), 2, "show needs one of"},
+		{"show", d.flags("show", "a", "b"), 2, "show takes one NAME"},
+		{"show", d.flags("show", "nobody"), 1, `no certificate named "nobody"`},
+		{"show", empty.flags("show", "pem"), 1, "no PKI here"},
+
+		{"status", []string{"status", "--timeout", "0s"}, 2, "--timeout must be more than 0"},
 		{"revoke", d.flags("revoke"), 2, "needs --name NAME or --serial SERIAL"},
 		{"revoke", d.flags("revoke", "--name", "nobody"), 1, `no client certificate named "nobody"`},
 

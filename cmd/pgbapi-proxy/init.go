@@ -43,6 +43,7 @@ init keeps them: this host can then verify clients but not issue.`,
 		serverDays := fs.Int("server-cert-days", pki.DefaultServerDays, "lifetime of the server certificate, in days; the same setting as serve's (PGBAPI_PROXY_SERVER_CERT_DAYS sets both)")
 		deprecatedAlias(fs, "server-days", "server-cert-days")
 		clientDays := fs.Int("client-days", pki.DefaultClientDays, "lifetime of the test client certificate, in days")
+		asJSON := fs.Bool("json", false, "print JSON (see README, Machine-readable output)")
 		return func(ctx context.Context, sio *stdio, args []string) error {
 			if err := noArgs("init", args); err != nil {
 				return err
@@ -80,12 +81,16 @@ init keeps them: this host can then verify clients but not issue.`,
 				opts.IPs = append(opts.IPs, ip)
 			}
 			steps, err := pki.Init(opts)
+			test := fmt.Sprintf("curl --cacert %s --cert %s --key %s https://%s/diagnose",
+				layout.RootCert(), layout.CertIn(layout.TPADir, pki.TestClientName), layout.KeyIn(layout.TPADir, pki.TestClientName), opts.Hostnames[0])
+			if *asJSON {
+				return printInitJSON(sio, steps, test, flagError(err, initFields))
+			}
 			printSteps(sio, steps)
 			if err != nil {
 				return flagError(err, initFields)
 			}
-			fmt.Fprintf(sio.out, "\nTest it: curl --cacert %s --cert %s --key %s https://%s/diagnose\n",
-				layout.RootCert(), layout.CertIn(layout.TPADir, pki.TestClientName), layout.KeyIn(layout.TPADir, pki.TestClientName), opts.Hostnames[0])
+			fmt.Fprintf(sio.out, "\nTest it: %s\n", test)
 			return nil
 		}
 	},

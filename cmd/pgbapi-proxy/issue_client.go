@@ -41,6 +41,7 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 		keyType := fs.String("key-type", "", keyTypeUsage()+" (default: the type init used)")
 		bundle := fs.String("bundle", "", "also write a hand-over bundle FILE.tar.gz: cert, key, root.crt and a README with the curl and Python settings")
 		bundleDir := fs.String("bundle-dir", "", "also write the hand-over bundle's files into this new directory")
+		asJSON := fs.Bool("json", false, "print JSON (see README, Machine-readable output)")
 		csrFile := fs.String("csr", "", "sign this PKCS#10 request (PEM or DER) instead of making a key: only NAME.crt is written")
 		return func(ctx context.Context, sio *stdio, args []string) error {
 			if err := noArgs("issue-client", args); err != nil {
@@ -95,6 +96,9 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 				if err := writeBundle(*layout, res, *bundle, *bundleDir); err != nil {
 					return fmt.Errorf("the certificate was issued (%s) but the bundle was not written: %w", res.CertPath, err)
 				}
+			}
+			if *asJSON {
+				return printIssueJSON(sio, res, *bundle, *bundleDir)
 			}
 			verb := "issued"
 			if res.Renewed {

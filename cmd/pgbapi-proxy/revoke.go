@@ -24,6 +24,7 @@ too); --serial revokes one (serials as 'pgbapi-proxy list --all' or
 		layout := layoutFlags(fs)
 		name := fs.String("name", "", "revoke every certificate issued under this client name")
 		serial := fs.String("serial", "", "revoke the certificate with this serial (hex)")
+		asJSON := fs.Bool("json", false, "print JSON (see README, Machine-readable output)")
 		return func(ctx context.Context, sio *stdio, args []string) error {
 			if err := noArgs("revoke", args); err != nil {
 				return err
@@ -34,6 +35,9 @@ too); --serial revokes one (serials as 'pgbapi-proxy list --all' or
 			res, err := pki.Revoke(pki.RevokeOptions{Layout: *layout, Name: *name, Serial: *serial})
 			if err != nil {
 				return err
+			}
+			if *asJSON {
+				return printRevokeJSON(sio, res, res.CRLPath, layout.TPACRL())
 			}
 			for _, r := range res.Records {
 				fmt.Fprintf(sio.out, "revoked %s (serial %s)\n", r.Name, r.Serial)
@@ -53,7 +57,8 @@ var checkAccessCommand = command{
 	args:    " METHOD PATH",
 	about: `Reads the access rules file and prints whether client NAME may send
 METHOD PATH, and the rule that decides; exits 0 when allowed, 1 when
-denied. Test a rules file with it before reloading the proxy.
+denied. Test a rules file with it before reloading the proxy. A query
+string (?limit=5) is ignored, as serve ignores it.
 
 Rules file grammar (one rule per line, # starts a comment):
 
@@ -71,6 +76,7 @@ all (everything), none. Example:
 	setup: func(fs *pflag.FlagSet) runFunc {
 		file := fs.String("access-file", proxy.DefaultAccessFile, "the access rules file")
 		name := fs.String("name", "", "the client certificate's name (CN)")
+		asJSON := fs.Bool("json", false, "print JSON (see README, Machine-readable output)")
 		return func(ctx context.Context, sio *stdio, args []string) error {
 			if len(args) != 2 {
 				return usagef("check-access needs METHOD PATH, e.g. check-access --name pem GET /diagnose")
@@ -78,15 +84,15 @@ all (everything), none. Example:
 			if *name == "" {
 				return usagef("check-access needs --name NAME")
 			}
-			d, err := proxy.CheckAccess(*file, *name, args[0], args[1])
+			path, err := requestPath(args[1])
 			if err != nil {
 				return err
 			}
-			if !d.Allowed {
-				return fmt.Errorf("denied: %s", d.Rule)
+			d, err := proxy.CheckAccess(*file, *name, args[0], path)
+			if err != nil {
+				return err
 			}
-			fmt.Fprintf(sio.out, "allowed: %s\n", d.Rule)
-			return nil
+			return printAccess(sio, *asJSON, accessOutput{Client: *name, Method: args[0], Path: path, Allowed: d.Allowed, Rule: d.Rule})
 		}
 	},
 }

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/pgbapi/pgbapi-proxy/pki"
+)
+
+// What --json prints, command by command. These shapes are documented in
+// README.md ("Machine-readable output") and pinned by TestJSONShapes: add
+// keys only with care, and never rename or drop one.
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// initOutput is init --json.
+type initOutput struct {
+	Steps []initStep `json:"steps"`
+	Test  string     `json:"test"` // the curl command that tests the setup; "" when init failed
+}
+
+type initStep struct {
+	Action string `json:"action"` // created, kept, imported, skipped
+	What   string `json:"what"`
+	Path   string `json:"path"`
+	Note   string `json:"note"`
+}
+
+// printInitJSON prints init's report; it returns err, so that a failed
+// init still reports what it did.
+func printInitJSON(sio *stdio, steps []pki.Step, test string, err error) error {
+	out := initOutput{Steps: []initStep{}}
+	for _, s := range steps {
+		out.Steps = append(out.Steps, initStep{Action: string(s.Action), What: s.What, Path: s.Path, Note: s.Note})
+	}
+	if err == nil {
+		out.Test = test
+	}
+	if jerr := writeJSON(sio.out, out); jerr != nil {
+		return jerr
+	}
+	return err
+}
+
+// issueOutput is issue-client --json.
+type issueOutput struct {
+	Name        string    `json:"name"`
+	Serial      string    `json:"serial"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	Renewed     bool      `json:"renewed"`
+	Certificate string    `json:"certificate"`
+	Key         string    `json:"key"`        // "" when signed from a request (--csr)
+	Bundle      string    `json:"bundle"`     // "" without --bundle
+	BundleDir   string    `json:"bundle_dir"` // "" without --bundle-dir
+}
+
+func printIssueJSON(sio *stdio, res *pki.Issued, bundle, bundleDir string) error {
+	return writeJSON(sio.out, issueOutput{
+		Name: res.Cert.Subject.CommonName, Serial: pki.SerialHex(res.Cert),
+		NotBefore: res.Cert.NotBefore.UTC(), NotAfter: res.Cert.NotAfter.UTC(), Renewed: res.Renewed,
+		Certificate: res.CertPath, Key: res.KeyPath, Bundle: bundle, BundleDir: bundleDir,
+	})
+}
+
+// revokeOutput is revoke --json.
+type revokeOutput struct {
+	Revoked        []revokedCert `json:"revoked"`         // newly revoked
+	AlreadyRevoked []revokedCert `json:"already_revoked"` // revoked before
+	CRLs           []string      `json:"crls"`            // the CRL files written
+}
+
+type revokedCert struct {
+	Name   string `json:"name"`
+	Serial string `json:"serial"`
+}
+
+func printRevokeJSON(sio *stdio, res *pki.Revoked, crls ...string) error {
+	conv := func(recs []pki.Record) []revokedCert {
+		out := []revokedCert{}
+		for _, r := range recs {
+			out = append(out, revokedCert{Name: r.Name, Serial: r.Serial})
+		}
+		return out
+	}
+	return writeJSON(sio.out, revokeOutput{Revoked: conv(res.Records), AlreadyRevoked: conv(res.Already), CRLs: crls})
+}
+
+// accessOutput is check-access --json.
+type accessOutput struct {
+	Client  string `json:"client"`
+	Method  string `json:"method"`
+	Path    string `json:"path"` // as matched: without the query string
+	Allowed bool   `json:"allowed"`
+	Rule    string `json:"rule"`
+}
+
+// statusOutput is status --json.
+type statusOutput struct {
+	Admin  string `json:"admin"`
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason"` // why not ready; "" when ready
+}
+
+// printAccess reports a check-access decision: a denial is an error (exit
+// 1) in both forms.
+func printAccess(sio *stdio, asJSON bool, o accessOutput) error {
+	if asJSON {
+		if err := writeJSON(sio.out, o); err != nil {
+			return err
+		}
+	} else if o.Allowed {
+		fmt.Fprintf(sio.out, "allowed: %s\n", o.Rule)
+	}
+	if !o.Allowed {
+		return fmt.Errorf("denied: %s", o.Rule)
+	}
+	return nil
+}
+
+// requestPath is the path serve matches the rules against for a request
+// target such as /servers/pg-main/operations?limit=5: without the query
+// string (or a fragment), percent-decoded.
+func requestPath(target string) (string, error) {
+	u, err := url.ParseRequestURI(target)
+	if err != nil || !strings.HasPrefix(target, "/") {
+		return "", usagef("check-access: PATH %q is not a request path such as /servers/pg-main/operations", target)
+	}
+	return u.Path, nil
+}
