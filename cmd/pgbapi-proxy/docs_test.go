@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgbapi/pgbapi-proxy/internal/needs"
+	"github.com/pgbapi/pgbapi-proxy/pki"
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -43,16 +47,107 @@ func TestManPageMatchesHelp(t *testing.T) {
 func TestBashCompletion(t *testing.T) {
 	r := cli(t, nil, "completion", "bash")
 	requireOK(t, r)
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("bash is not installed")
-	}
+	needs.Command(t, "bash", "bash")
 	script := filepath.Join(t.TempDir(), "completion.bash")
 	require.NoError(t, os.WriteFile(script, []byte(r.stdout), 0o644))
-	// Complete "pgbapi-proxy issue-client --na" and "pgbapi-proxy re" for real.
+	// Complete for real: a flag, a command, enumerated values, a positional.
 	out, err := exec.Command("bash", "-c", `source `+script+`
 COMP_WORDS=(pgbapi-proxy issue-client --na); COMP_CWORD=2; _pgbapi_proxy; echo "${COMPREPLY[@]}"
-COMP_WORDS=(pgbapi-proxy re); COMP_CWORD=1; _pgbapi_proxy; echo "${COMPREPLY[@]}"`).CombinedOutput()
+COMP_WORDS=(pgbapi-proxy re); COMP_CWORD=1; _pgbapi_proxy; echo "${COMPREPLY[@]}"
+COMP_WORDS=(pgbapi-proxy init --key-type ""); COMP_CWORD=3; _pgbapi_proxy; echo "${COMPREPLY[@]}"
+COMP_WORDS=(pgbapi-proxy serve --log-level w); COMP_CWORD=3; _pgbapi_proxy; echo "${COMPREPLY[@]}"
+COMP_WORDS=(pgbapi-proxy completion ""); COMP_CWORD=2; _pgbapi_proxy; echo "${COMPREPLY[@]}"
+COMP_WORDS=(pgbapi-proxy issue-client --name ""); COMP_CWORD=3; _pgbapi_proxy; echo "[${COMPREPLY[@]}]"
+COMP_WORDS=(pgbapi-proxy init --server-); COMP_CWORD=2; _pgbapi_proxy; echo "${COMPREPLY[@]}"`).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	assert.Equal(t, "--name\nrevoke\n", string(out))
-	requireOneLineError(t, cli(t, nil, "completion", "zsh"), 2, "bash")
+	assert.Equal(t, "--name\nrevoke\necdsa-p256 ecdsa-p384 rsa-2048 rsa-4096\nwarn\nbash zsh fish\n[]\n--server-cert-days\n", string(out))
+	requireOneLineError(t, cli(t, nil, "completion", "tcsh"), 2, "bash, zsh or fish")
+}
+
+// zsh: the script parses (zsh -n), and asked for the completions of a
+// command line it hands zsh's completion system the right specs (the
+// system's functions are stood in for, to print what they are given).
+func TestZshCompletion(t *testing.T) {
+	r := cli(t, nil, "completion", "zsh")
+	requireOK(t, r)
+	needs.Command(t, "zsh", "zsh")
+	script := filepath.Join(t.TempDir(), "_pgbapi-proxy")
+	require.NoError(t, os.WriteFile(script, []byte(r.stdout), 0o644))
+	out, err := exec.Command("zsh", "-n", script).CombinedOutput()
+	require.NoError(t, err, "zsh -n: %s", out)
+	out, err = exec.Command("zsh", "-f", "-c", `_arguments() { print -rl -- "$@" }
+_describe() { print -rl -- "${(@P)4}" }
+compdef() { print -r -- "compdef $*" }
+source `+script+`
+words=(pgbapi-proxy is); CURRENT=2; _pgbapi_proxy
+words=(pgbapi-proxy init --key-type ""); CURRENT=4; _pgbapi_proxy
+words=(pgbapi-proxy serve --log-format ""); CURRENT=4; _pgbapi_proxy`).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, want := range []string{
+		"compdef _pgbapi_proxy pgbapi-proxy",
+		"issue-client:issue a client certificate (NAME.crt/.key) signed by the cluster CA",
+		`show:show one certificate\: its inventory entry, subject, SANs, issuer, fingerprint and files`,
+		"--key-type[key type]:key-type:(ecdsa-p256 ecdsa-p384 rsa-2048 rsa-4096)",
+		"*--hostname[host name for the server certificate]:hostname: ",
+		"--tpa-dir[directory of the certificates operators use]:directory:_files -/",
+		"--log-format[log format]:log-format:(text json)",
+		"--log-level[log level]:log-level:(debug info warn error)",
+	} {
+		assert.Contains(t, string(out), want+"\n")
+	}
+}
+
+// fish: the script parses (fish -n), and fish itself completes with it.
+func TestFishCompletion(t *testing.T) {
+	r := cli(t, nil, "completion", "fish")
+	requireOK(t, r)
+	needs.Command(t, "fish", "fish")
+	script := filepath.Join(t.TempDir(), "pgbapi-proxy.fish")
+	require.NoError(t, os.WriteFile(script, []byte(r.stdout), 0o644))
+	out, err := exec.Command("fish", "-n", script).CombinedOutput()
+	require.NoError(t, err, "fish -n: %s", out)
+	complete := func(line string) string {
+		cmd := exec.Command("fish", "--no-config", "-c", "source "+script+"; complete -C "+fishQuote(line))
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return string(out)
+	}
+	assert.Equal(t, "ecdsa-p256\tkey type\necdsa-p384\tkey type\nrsa-2048\tkey type\nrsa-4096\tkey type\n", complete("pgbapi-proxy issue-client --key-type "))
+	assert.Equal(t, "issue-client\tissue a client certificate (NAME.crt/.key) signed by the cluster CA\n", complete("pgbapi-proxy is"))
+	assert.Equal(t, "--log-format\tlog format\n--log-level\tlog level\n", complete("pgbapi-proxy serve --log-"))
+	assert.Contains(t, complete("pgbapi-proxy serve --log-level "), "warn\tlog level\n")
+	assert.Equal(t, "bash\nfish\nzsh\n", complete("pgbapi-proxy completion "))
+	assert.NotContains(t, complete("pgbapi-proxy init --"), "--server-days", "deprecated names are not offered")
+}
+
+// The enumerated values offered are the ones the commands accept.
+func TestCompletionValuesAreAccepted(t *testing.T) {
+	for _, v := range flagValues["log-level"] {
+		_, err := newLogger(io.Discard, "text", v)
+		assert.NoError(t, err, "--log-level %s", v)
+	}
+	for _, v := range flagValues["log-format"] {
+		_, err := newLogger(io.Discard, v, "info")
+		assert.NoError(t, err, "--log-format %s", v)
+	}
+	for _, v := range flagValues["key-type"] {
+		_, err := pki.ParseKeyType(v)
+		assert.NoError(t, err, "--key-type %s", v)
+	}
+	assert.Len(t, flagValues["key-type"], len(pki.KeyTypes))
+	// Every flag named in the tables exists in some command.
+	all := map[string]bool{}
+	for _, c := range commands() {
+		fs, _ := newFlagSet(c)
+		fs.VisitAll(func(f *pflag.Flag) { all[f.Name] = true })
+	}
+	for _, list := range [][]string{dirFlags, fileFlags, userFlags} {
+		for _, f := range list {
+			assert.True(t, all[f], "--%s", f)
+		}
+	}
+	for f := range flagValues {
+		assert.True(t, all[f], "--%s", f)
+	}
 }
