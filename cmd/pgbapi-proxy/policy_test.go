@@ -135,7 +135,7 @@ func TestAccessRulesEndToEnd(t *testing.T) {
 	r = post("pem", "/operations")
 	assert.True(t, strings.HasSuffix(r.stdout, "\n403"), "old rules in force: %s", r.stdout)
 	p.signal(t, syscall.SIGHUP)
-	require.Eventually(t, func() bool { return strings.Contains(p.logs.String(), "reload incomplete") }, 3*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Count(p.logs.String(), "last good state stays in force") >= 2 }, 3*time.Second, 50*time.Millisecond)
 
 	// A good change is picked up without a signal.
 	writeRules(t, rules, "pem read, operations\n* none\n")
@@ -164,7 +164,17 @@ func TestCheckAccess(t *testing.T) {
 	r = cli(t, nil, "check-access", "--access-file", rules, "--name", "x", "GET", "/status")
 	requireOneLineError(t, r, 1, `no rule for "x"`)
 	requireOneLineError(t, cli(t, nil, "check-access", "--name", "x", "GET"), 2, "needs METHOD PATH")
-	r = cli(t, nil, "check-access", "--access-file", filepath.Join(t.TempDir(), "none"), "--name", "x", "DELETE", "/x")
+	r = cli(t, nil, "check-access", "--access-file", filepath.Join(t.TempDir(), "none"), "--name", "x", "GET", "/x")
 	requireOK(t, r)
 	assert.Contains(t, r.stdout, "no access rules file")
+	// Named exactly as serve names requests: decoded, slashes merged,
+	// query strings allowed, methods only in their exact spelling.
+	for _, path := range []string{"/%73tatus", "//diagnose", "/diagnose?verbose=1"} {
+		r = cli(t, nil, "check-access", "--access-file", rules, "--name", "pem", "GET", path)
+		requireOK(t, r)
+	}
+	r = cli(t, nil, "check-access", "--access-file", rules, "--name", "ops", "POST", "/servers/pg%2Dmain/operations")
+	requireOK(t, r)
+	requireOneLineError(t, cli(t, nil, "check-access", "--access-file", rules, "--name", "pem", "get", "/diagnose"), 1, "refused before the rules: 405")
+	requireOneLineError(t, cli(t, nil, "check-access", "--access-file", rules, "--name", "pem", "GET", "/servers/../diagnose"), 1, "refused before the rules: 400")
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
+	"github.com/pgbapi/pgbapi-proxy/pkisource"
 	"github.com/pgbapi/pgbapi-proxy/proxy"
 	"github.com/spf13/pflag"
 )
@@ -78,9 +81,17 @@ all (everything), none. Example:
 			if *name == "" {
 				return usagef("check-access needs --name NAME")
 			}
-			d, err := proxy.CheckAccess(*file, *name, args[0], args[1])
+			rules, err := pkisource.LoadRules(*file)
+			if errors.Is(err, os.ErrNotExist) {
+				rules, err = nil, nil
+				fmt.Fprintf(sio.out, "no access rules file at %s\n", *file)
+			}
 			if err != nil {
 				return err
+			}
+			d, err := proxy.CheckAccess(rules, *name, args[0], args[1])
+			if err != nil {
+				return usageError{err.Error()}
 			}
 			if !d.Allowed {
 				return fmt.Errorf("denied: %s", d.Rule)
