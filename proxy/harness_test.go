@@ -95,7 +95,8 @@ func newHarness(t *testing.T, tune func(*Config, *Trust)) *harness {
 func (h *harness) client(cert *tls.Certificate) *http.Client {
 	cfg := &tls.Config{RootCAs: h.ca.Pool(), ServerName: "localhost"}
 	if cert != nil {
-		cfg.Certificates = []tls.Certificate{*cert}
+		// Sent whatever CA the server asks for, as a hostile client would.
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 }
@@ -124,4 +125,11 @@ func (h *harness) metrics(t *testing.T) string {
 	data, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return string(data)
+}
+
+// hasMetric reports whether /metrics holds line, without printing all of
+// /metrics when it does not.
+func (h *harness) hasMetric(t *testing.T, line string) bool {
+	t.Helper()
+	return strings.Contains(h.metrics(t), line)
 }
