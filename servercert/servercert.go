@@ -31,6 +31,10 @@ var (
 	_ proxy.Stopper    = (*Managed)(nil)
 )
 
+// MinLifetime is the shortest server certificate lifetime: enough for a
+// renewal check to see it and renew it in time (tests use it).
+const MinLifetime = 5 * time.Second
+
 // Options says where the PKI is and how server certificates are made.
 type Options struct {
 	Layout     pki.Layout
@@ -42,8 +46,8 @@ type Options struct {
 // Validate checks the options; the error names the field.
 func (o *Options) Validate() error {
 	switch {
-	case o.Lifetime < time.Minute:
-		return &proxy.FieldError{Field: "Lifetime", Msg: fmt.Sprintf("%s is too short: at least a minute", o.Lifetime)}
+	case o.Lifetime < MinLifetime:
+		return &proxy.FieldError{Field: "Lifetime", Msg: fmt.Sprintf("%s is too short: at least %s", o.Lifetime, MinLifetime)}
 	case o.Registerer == nil:
 		return &proxy.FieldError{Field: "Registerer", Msg: "no metrics registry"}
 	case o.Log == nil:
