@@ -99,8 +99,14 @@ func TestTrustInputsFailClosed(t *testing.T) {
 		{"older record", func(t *testing.T) { f.record(t, 6) }, func(t *testing.T) { f.record(t, 7, pemSerial) }, "older than number 7"},
 		{"rules deleted", func(t *testing.T) { require.NoError(t, os.Remove(f.access)) },
 			func(t *testing.T) { f.write(t, f.access, []byte("pem read\n* none\n")) }, "last good rules"},
-		{"rules unreadable", func(t *testing.T) { require.NoError(t, os.Remove(f.access)); require.NoError(t, os.Mkdir(f.access, 0o700)) },
-			func(t *testing.T) { require.NoError(t, os.Remove(f.access)); f.write(t, f.access, []byte("pem read\n* none\n")) }, "last good rules"},
+		{"rules unreadable", func(t *testing.T) {
+			require.NoError(t, os.Remove(f.access))
+			require.NoError(t, os.Mkdir(f.access, 0o700))
+		},
+			func(t *testing.T) {
+				require.NoError(t, os.Remove(f.access))
+				f.write(t, f.access, []byte("pem read\n* none\n"))
+			}, "last good rules"},
 		{"rules broken", func(t *testing.T) { f.write(t, f.access, []byte("* al\n")) },
 			func(t *testing.T) { f.write(t, f.access, []byte("pem read\n* none\n")) }, "unknown grant"},
 		{"root gone", func(t *testing.T) { require.NoError(t, os.Remove(f.layout.RootCert())) },
