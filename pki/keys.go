@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -169,4 +170,18 @@ func KeyMatches(cert *x509.Certificate, key crypto.Signer) bool {
 	type equaler interface{ Equal(crypto.PublicKey) bool }
 	pub, ok := key.Public().(equaler)
 	return ok && pub.Equal(cert.PublicKey)
+}
+
+// CheckKeyMode refuses a private key file that group or others may read
+// or write, as ssh does, and says the chmod that fixes it. A missing file
+// is not an error here: it is reported where it is needed.
+func CheckKeyMode(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s is readable by others (mode %04o), so it is not used; run: chmod 600 %s", path, perm, path)
+	}
+	return nil
 }

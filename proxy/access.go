@@ -2,15 +2,11 @@ package proxy
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
-
-	"github.com/gorilla/mux"
 )
 
 // The access rules file says, per client certificate name, what the client
@@ -36,14 +32,8 @@ import (
 // DefaultAccessFile is where serve looks for the rules.
 const DefaultAccessFile = "/etc/pgbapi-proxy/access"
 
-// Routes of pg-backup-api, by what the rules call them.
+// Grants, by what the rules file calls them.
 const (
-	routeStatus        = "/status"
-	routeDiagnose      = "/diagnose"
-	routeServerOps     = "/servers/{server}/operations"
-	routeServerOp      = "/servers/{server}/operations/{operation_id}"
-	routeInstanceOps   = "/operations"
-	routeInstanceOp    = "/operations/{operation_id}"
 	readable           = "read"
 	grantOperations    = "operations"
 	grantAll           = "all"
@@ -155,19 +145,11 @@ func ParseRules(name string, r io.Reader) (*Rules, error) {
 	return rs, nil
 }
 
-// LoadRules reads the rules file at path. A missing file means no rules
-// (nil): everything is allowed, as before rules existed.
-func LoadRules(path string) (*Rules, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading access rules: %w", err)
-	}
-	defer f.Close()
-	return ParseRules(path, f)
-}
+// Path is the file the rules were read from.
+func (rs *Rules) Path() string { return rs.path }
+
+// Len is how many names have a rule.
+func (rs *Rules) Len() int { return len(rs.byName) }
 
 // Check decides whether client may send method to the route template
 // (with its variables) a request matched; template is "" for paths
@@ -207,44 +189,4 @@ func (g grant) allows(method, template string, vars map[string]string) bool {
 		return template == routeServerOps || template == routeInstanceOps
 	}
 	return false
-}
-
-// routeMatcher finds which pg-backup-api route a request is for, with
-// gorilla/mux templates: no prefix tricks, no path cleaning.
-type routeMatcher struct{ router *mux.Router }
-
-func newRouteMatcher() *routeMatcher {
-	r := mux.NewRouter().SkipClean(true)
-	for _, t := range routes {
-		r.Path(t)
-	}
-	return &routeMatcher{router: r}
-}
-
-// match returns the route template and its variables, or "" for a path
-// pg-backup-api does not have.
-func (m *routeMatcher) match(r *http.Request) (string, map[string]string) {
-	var rm mux.RouteMatch
-	if m.router.Match(r, &rm) && rm.Route != nil {
-		if t, err := rm.Route.GetPathTemplate(); err == nil {
-			return t, rm.Vars
-		}
-	}
-	return "", nil
-}
-
-// CheckAccess answers `pgbapi-proxy check-access`: what the rules file at
-// path says of client sending method to path.
-func CheckAccess(rulesPath, client, method, path string) (Decision, error) {
-	rs, err := LoadRules(rulesPath)
-	if err != nil {
-		return Decision{}, err
-	}
-	req, err := http.NewRequest(method, "https://proxy"+path, nil)
-	if err != nil {
-		return Decision{}, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	req.URL.Path = path
-	template, vars := newRouteMatcher().match(req)
-	return rs.Check(client, method, template, vars), nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -22,7 +24,7 @@ type Readiness struct {
 // admin listener.
 func (s *Server) adminHandler() http.Handler {
 	r := mux.NewRouter()
-	r.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{
+	r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{
 		ErrorLog: nil, Timeout: 10 * time.Second,
 	})).Methods(http.MethodGet, http.MethodHead)
 	if s.cfg.Pprof {
@@ -49,28 +51,74 @@ func (s *Server) adminHandler() http.Handler {
 	return r
 }
 
-// readiness is ready when the upstream's /status answers 200 and the
-// served certificate has more than readyMargin (or a third of its
-// lifetime, if shorter) left.
+// readiness is ready when the served certificate has more than
+// readyMargin (or a third of its lifetime, if shorter) left and the
+// upstream's /status answers 200.
 func (s *Server) readiness(ctx context.Context) Readiness {
 	leaf, err := s.certs.Leaf()
 	if err != nil {
 		return Readiness{Reason: "no server certificate: " + err.Error()}
 	}
 	left := time.Until(leaf.NotAfter)
-	if margin := min(readyMargin, s.certs.Lifetime()/3); left < margin {
+	if margin := min(readyMargin, leaf.NotAfter.Sub(leaf.NotBefore)/3); left < margin {
 		return Readiness{Reason: fmt.Sprintf("the server certificate expires in %s (at %s): renewal is failing, see the log",
 			left.Round(time.Second), leaf.NotAfter.UTC().Format(time.RFC3339))}
 	}
+	return s.ready.probe(ctx)
+}
+
+// readiness asks the upstream's /status, inside the in-flight limit like
+// every other request (pg-backup-api serve answers wrongly to two at
+// once). When no slot frees up quickly the upstream is busy answering,
+// and the last probe's answer stands.
+type readiness struct {
+	client *http.Client
+	url    string
+	base   string
+	limit  *limiter
+	mu     sync.Mutex
+	last   Readiness
+}
+
+func newReadiness(upstream *url.URL, limit *limiter) *readiness {
+	r := &readiness{
+		client: &http.Client{Transport: newTransport(5 * time.Second), Timeout: 5 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		url:  upstream.JoinPath("/status").String(),
+		base: upstream.String(),
+		last: Readiness{Reason: "pg-backup-api not asked yet"},
+	}
+	if limit != nil {
+		r.limit = newLimiterSharing(limit, 2*time.Second)
+	}
+	return r
+}
+
+func (r *readiness) probe(ctx context.Context) Readiness {
+	release, err := r.limit.acquire(ctx)
+	if err != nil {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.last
+	}
+	defer release()
+	got := r.ask(ctx)
+	r.mu.Lock()
+	r.last = got
+	r.mu.Unlock()
+	return got
+}
+
+func (r *readiness) ask(ctx context.Context) Readiness {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cfg.Upstream.JoinPath("/status").String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
 	if err != nil {
 		return Readiness{Reason: err.Error()}
 	}
-	resp, err := s.statusClient.Do(req)
+	resp, err := r.client.Do(req)
 	if err != nil {
-		return Readiness{Reason: fmt.Sprintf("pg-backup-api at %s does not answer: %v", s.cfg.Upstream, err)}
+		return Readiness{Reason: fmt.Sprintf("pg-backup-api at %s does not answer: %v", r.base, err)}
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -85,7 +133,7 @@ func CheckReady(ctx context.Context, adminAddr string, timeout time.Duration) (R
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/readyz", nil)
 	if err != nil {
-		return Readiness{}, fmt.Errorf("--admin-listen %q: %w", adminAddr, err)
+		return Readiness{}, fmt.Errorf("admin address %q: %w", adminAddr, err)
 	}
 	client := &http.Client{Transport: newTransport(timeout)}
 	resp, err := client.Do(req)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"sync"
 )
 
 // The audit trail: every request that creates a pg-backup-api operation
@@ -15,58 +14,39 @@ import (
 // request body and "operation_id" of the answer are read; nothing else of
 // either is kept or logged.
 
-// auditPeek is how much of a request body is kept to find its "type": an
-// operation request is a small JSON object.
-const auditPeek = 16 << 10
-
 // knownOperationTypes bound the metric's type label.
 var knownOperationTypes = map[string]bool{"recovery": true, "config_switch": true, "config_update": true}
 
-// audit is what one operations request carries to its answer.
+// maxTypeLen bounds the type logged from a request body.
+const maxTypeLen = 64
+
+// audit is what one operations request carries to its answer: the body
+// was read whole before forwarding, so it is not copied again.
 type audit struct {
-	serial string
 	server string
-	body   *peekReader
+	body   []byte
 }
 
-// peekReader passes a body through untouched, keeping its first bytes.
-type peekReader struct {
-	r    io.ReadCloser
-	mu   sync.Mutex
-	head bytes.Buffer
-}
-
-func (p *peekReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.mu.Lock()
-	if room := auditPeek - p.head.Len(); room > 0 && n > 0 {
-		p.head.Write(b[:min(n, room)])
-	}
-	p.mu.Unlock()
-	return n, err
-}
-
-func (p *peekReader) Close() error { return p.r.Close() }
-
-func (p *peekReader) operationType() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+func (a *audit) operationType() string {
 	var op struct {
 		Type string `json:"type"`
 	}
-	if json.Unmarshal(p.head.Bytes(), &op) != nil {
+	if json.Unmarshal(a.body, &op) != nil {
 		return ""
+	}
+	if len(op.Type) > maxTypeLen {
+		return op.Type[:maxTypeLen]
 	}
 	return op.Type
 }
 
 // isOperationsPost reports whether a request may create an operation.
-func isOperationsPost(method, template string) bool {
-	return method == http.MethodPost && (template == routeServerOps || template == routeInstanceOps)
+func isOperationsPost(t *target) bool {
+	return t.method == http.MethodPost && (t.template == routeServerOps || t.template == routeInstanceOps)
 }
 
-// operationID reads the upstream's 202 answer, which stays byte for byte
-// what the client gets.
+// operationID reads the upstream's 202 answer (held in memory by then, or
+// read here up to a limit), which stays byte for byte what the client gets.
 func operationID(resp *http.Response) string {
 	const limit = 64 << 10
 	if resp.Body == nil || resp.ContentLength > limit {
@@ -87,7 +67,7 @@ func operationID(resp *http.Response) string {
 	if json.Unmarshal(data, &answer) != nil {
 		return ""
 	}
-	return answer.ID
+	return cut(answer.ID)
 }
 
 func (h *handler) auditOperation(resp *http.Response, ex *exchange) {
@@ -95,16 +75,16 @@ func (h *handler) auditOperation(resp *http.Response, ex *exchange) {
 		return
 	}
 	id := operationID(resp)
-	typ := ex.audit.body.operationType()
+	typ := ex.audit.operationType()
 	label := typ
 	if !knownOperationTypes[label] {
-		label = "other"
+		label = otherLabel
 	}
-	h.metrics.operations.WithLabelValues(ex.client, label).Inc()
+	h.metrics.operations.WithLabelValues(ex.id.Name, label).Inc()
 	server := ex.audit.server
 	if server == "" {
 		server = "-" // an instance operation (/operations)
 	}
 	h.log.Info("operation started",
-		"client", ex.client, "serial", ex.audit.serial, "server", server, "type", typ, "operation_id", id)
+		"client", ex.id.Name, "serial", ex.id.Serial, "server", cut(server), "type", typ, "operation_id", id)
 }

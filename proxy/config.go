@@ -1,57 +1,68 @@
 // Package proxy is the TLS front of pg-backup-api: it terminates TLS with
-// mandatory client certificates, forwards requests to the local API byte
-// for byte, keeps its server certificate renewed, and reports on an admin
-// listener.
+// mandatory client certificates, checks each request against one trust
+// snapshot (roots, revocations, access rules), forwards what is allowed
+// to the local API byte for byte, and reports on an admin listener.
 //
-// Files: config.go (settings), server.go (startup, reload, shutdown),
-// tlsconfig.go and listener.go (TLS and handshakes), servercert.go (the
-// server certificate, through certmagic or from files), handler.go (the
-// reverse proxy), admin.go and metrics.go (/metrics, /healthz, /readyz).
+// It reads no files: the caller hands it a Trust (see trust.go), swaps in
+// new ones with Server.SetTrust, and gives it a CertSource for its own
+// certificate.
+//
+// Files: config.go (settings), server.go (startup, trust swaps,
+// shutdown), trust.go (Trust, Identity, the certificate source),
+// tlsconfig.go and listener.go (TLS and handshakes), route.go (methods,
+// paths and route templates), handler.go (the reverse proxy), access.go
+// (access rules), audit.go (operations started), admin.go and metrics.go
+// (/metrics, /healthz, /readyz), logwriter.go (the batched log).
 package proxy
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"time"
 
-	"github.com/pgbapi/pgbapi-proxy/pki"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ClientHeader carries the verified client certificate's CN to the
 // upstream. Whatever a client sends under this name is dropped first.
 const ClientHeader = "X-Client-Cert-CN"
 
-// Config is everything serve needs.
+// Config is everything a Server needs besides its trust and certificate.
+// Zero durations and sizes take the defaults below.
 type Config struct {
-	Layout      pki.Layout
-	Listen      string   // TLS address, e.g. ":443"
-	AdminListen string   // plain HTTP admin address, loopback
-	Upstream    *url.URL // pg-backup-api, e.g. http://127.0.0.1:7480
-	AccessFile  string   // access rules; a missing file allows everything
-
-	// PolicyPoll is how often the CRL and the rules file are checked
-	// for changes.
-	PolicyPoll time.Duration
+	Listener      net.Listener // the TLS side, bound by the caller
+	AdminListener net.Listener // plain HTTP admin side, loopback
+	Upstream      *url.URL     // pg-backup-api, e.g. http://127.0.0.1:7480
 
 	UpstreamTimeout time.Duration // waiting for the upstream's answer
 	MaxInflight     int           // requests at the upstream at once; 0: no limit
 	QueueTimeout    time.Duration // how long a request waits for a free slot
+	MaxAnswerBytes  int64         // largest upstream answer buffered whole
 
-	ServerCertLifetime time.Duration // of each server certificate issued here
-	ShutdownTimeout    time.Duration // for in-flight requests on SIGTERM
-
+	ShutdownTimeout   time.Duration // for in-flight requests on SIGTERM
 	ReadHeaderTimeout time.Duration
+	WriteTimeout      time.Duration // to write one answer to the client
 	IdleTimeout       time.Duration
 	HandshakeTimeout  time.Duration
 	MaxHeaderBytes    int
 	BodyTimeout       time.Duration // to receive a whole request body
 	MaxBodyBytes      int64         // largest request body forwarded
 
-	Pprof   bool // serve /debug/pprof/ on the admin listener
-	Version string
-	Logger  *slog.Logger
+	// TicketKeyRotation is how often the TLS session ticket key changes;
+	// a new trust snapshot always brings a new key.
+	TicketKeyRotation time.Duration
+	// HandshakeLogInterval is how often refused handshakes are summed up
+	// in one log line per reason (the counters stay exact).
+	HandshakeLogInterval time.Duration
+
+	// Registry receives the proxy's metrics and is what /metrics serves;
+	// the caller may register more collectors on it. Nil: a new one.
+	Registry *prometheus.Registry
+	Pprof    bool // serve /debug/pprof/ on the admin listener
+	Version  string
+	Logger   *slog.Logger
 }
 
 // Defaults for Config fields left zero.
@@ -63,31 +74,41 @@ const (
 	DefaultQueueTimeout      = 30 * time.Second
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultBodyTimeout       = 30 * time.Second
 	DefaultMaxBodyBytes      = 1 << 20 // pg-backup-api's requests are small JSON
+	// DefaultMaxAnswerBytes bounds an upstream answer held in memory:
+	// /diagnose is tens of KB; a larger answer streams, holding its slot.
+	DefaultMaxAnswerBytes       = 4 << 20
+	DefaultMaxInflight          = 1
+	DefaultTicketKeyRotation    = 24 * time.Hour
+	DefaultHandshakeLogInterval = 10 * time.Second
 	// readyMargin is how long the served certificate must still be valid
 	// for /readyz to say ready (or a third of its lifetime, if shorter).
 	readyMargin = 7 * 24 * time.Hour
 )
 
 func (c *Config) setDefaults() {
-	orDefault(&c.Listen, DefaultListen)
-	orDefault(&c.AdminListen, DefaultAdminListen)
 	orDefault(&c.UpstreamTimeout, DefaultUpstreamTimeout)
 	orDefault(&c.QueueTimeout, DefaultQueueTimeout)
-	orDefault(&c.ServerCertLifetime, pki.Days(pki.DefaultServerDays))
+	orDefault(&c.MaxAnswerBytes, DefaultMaxAnswerBytes)
 	orDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	orDefault(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	orDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	orDefault(&c.IdleTimeout, DefaultIdleTimeout)
 	orDefault(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	orDefault(&c.BodyTimeout, DefaultBodyTimeout)
 	orDefault(&c.MaxBodyBytes, DefaultMaxBodyBytes)
 	orDefault(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
-	orDefault(&c.PolicyPoll, 500*time.Millisecond)
+	orDefault(&c.TicketKeyRotation, DefaultTicketKeyRotation)
+	orDefault(&c.HandshakeLogInterval, DefaultHandshakeLogInterval)
 	orDefault(&c.Logger, slog.Default())
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
 }
 
 // orDefault sets *v to d when it is the zero value.
@@ -98,21 +119,39 @@ func orDefault[T comparable](v *T, d T) {
 	}
 }
 
-func (c *Config) validate() error {
-	if c.Upstream == nil || (c.Upstream.Scheme != "http" && c.Upstream.Scheme != "https") || c.Upstream.Host == "" {
-		return errors.New("--upstream must be an http:// or https:// URL, e.g. " + DefaultUpstream)
+// FieldError names the Config field that is wrong, so that the command
+// line can name its own flag.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Msg) }
+
+// Validate checks the settings; the error is a *FieldError.
+func (c *Config) Validate() error {
+	switch {
+	case c.Listener == nil:
+		return &FieldError{"Listener", "no TLS listener"}
+	case c.AdminListener == nil:
+		return &FieldError{"AdminListener", "no admin listener"}
+	case c.Upstream == nil || (c.Upstream.Scheme != "http" && c.Upstream.Scheme != "https") || c.Upstream.Host == "":
+		return &FieldError{"Upstream", "must be an http:// or https:// URL, e.g. " + DefaultUpstream}
+	case c.MaxInflight < 0:
+		return &FieldError{"MaxInflight", "must be 0 (no limit) or more"}
+	case c.MaxBodyBytes < 0:
+		return &FieldError{"MaxBodyBytes", "must not be negative"}
 	}
-	if c.MaxInflight < 0 {
-		return errors.New("--upstream-max-inflight must be 0 (no limit) or more")
-	}
-	if c.ServerCertLifetime < time.Minute {
-		return fmt.Errorf("the server certificate lifetime (%s) must be at least a minute", c.ServerCertLifetime)
-	}
-	for name, d := range map[string]time.Duration{
-		"--upstream-timeout": c.UpstreamTimeout, "--shutdown-timeout": c.ShutdownTimeout, "--queue-timeout": c.QueueTimeout,
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"UpstreamTimeout", c.UpstreamTimeout}, {"QueueTimeout", c.QueueTimeout}, {"ShutdownTimeout", c.ShutdownTimeout},
+		{"ReadHeaderTimeout", c.ReadHeaderTimeout}, {"WriteTimeout", c.WriteTimeout}, {"IdleTimeout", c.IdleTimeout},
+		{"HandshakeTimeout", c.HandshakeTimeout}, {"BodyTimeout", c.BodyTimeout}, {"TicketKeyRotation", c.TicketKeyRotation},
 	} {
-		if d < 0 {
-			return fmt.Errorf("%s must not be negative", name)
+		if d.v < 0 {
+			return &FieldError{d.field, "must not be negative"}
 		}
 	}
 	return nil

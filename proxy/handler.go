@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pgbapi/pgbapi-proxy/pki"
 	"io"
 	"log/slog"
 	"net"
@@ -19,49 +18,45 @@ import (
 	"time"
 )
 
-// routes are pg-backup-api's routes. They name requests in metrics and
-// logs by template (/servers/{server}/operations), never by raw path.
-var routes = []string{
-	"/status",
-	"/diagnose",
-	"/servers/{server}/operations",
-	"/servers/{server}/operations/{operation_id}",
-	"/operations",
-	"/operations/{operation_id}",
-}
-
-// otherRoute labels requests for paths pg-backup-api does not have.
-const otherRoute = "other"
-
-// handler checks the client, applies the in-flight limit and forwards to
-// the upstream, writing one access log line per request.
+// handler names each request, checks it against the current trust
+// snapshot, applies the in-flight limit and forwards it to the upstream,
+// writing one access log line per request.
 type handler struct {
-	upstream    *url.URL
-	bodyTimeout time.Duration
-	maxBody     int64
-	proxy       *httputil.ReverseProxy
-	routes      *routeMatcher
-	policy      *policy
-	limit       *limiter
-	metrics     *metrics
-	log         *slog.Logger
+	upstream     *url.URL
+	upTimeout    time.Duration
+	bodyTimeout  time.Duration
+	writeTimeout time.Duration
+	maxBody      int64
+	maxAnswer    int64
+	proxy        *httputil.ReverseProxy
+	snap         func() *snapshot
+	limit        *limiter
+	metrics      *metrics
+	log          *slog.Logger
 }
 
-// exchange is what one request learns on its way, for the access log.
+// exchange is what one request learns on its way, for the answer, the
+// audit and the access log.
 type exchange struct {
 	host     string // the Host the client asked for
-	client   string
+	id       *Identity
+	target   *target
 	upstream time.Duration // until the upstream's answer headers
 	started  time.Time
 	audit    *audit // for requests that may create an operation
+	release  func() // frees the upstream slot; safe to call twice
+	rc       *http.ResponseController
 }
 
 type exchangeKey struct{}
 
-func newHandler(cfg *Config, m *metrics, p *policy) *handler {
-	h := &handler{upstream: cfg.Upstream, bodyTimeout: cfg.BodyTimeout, maxBody: cfg.MaxBodyBytes, metrics: m, log: cfg.Logger, routes: newRouteMatcher(), policy: p}
+func newHandler(cfg *Config, m *metrics, snap func() *snapshot) *handler {
+	h := &handler{
+		upstream: cfg.Upstream, upTimeout: cfg.UpstreamTimeout, bodyTimeout: cfg.BodyTimeout, writeTimeout: cfg.WriteTimeout,
+		maxBody: cfg.MaxBodyBytes, maxAnswer: cfg.MaxAnswerBytes, metrics: m, log: cfg.Logger, snap: snap,
+	}
 	if cfg.MaxInflight > 0 {
-		h.limit = &limiter{slots: make(chan struct{}, cfg.MaxInflight), wait: cfg.QueueTimeout}
+		h.limit = newLimiter(cfg.MaxInflight, cfg.QueueTimeout)
 	}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
@@ -89,7 +84,6 @@ func newTransport(timeout time.Duration) *http.Transport {
 		MaxIdleConnsPerHost:    64,
 		IdleConnTimeout:        10 * time.Second,
 		ResponseHeaderTimeout:  timeout,
-		ExpectContinueTimeout:  time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
 		DisableCompression:     true, // bodies pass byte for byte
@@ -97,39 +91,27 @@ func newTransport(timeout time.Duration) *http.Transport {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ex := &exchange{host: r.Host, client: clientName(r.TLS), started: time.Now()}
+	ex := &exchange{host: r.Host, id: identityFrom(r.Context()), target: nameRequest(r), started: time.Now()}
 	rec := &recorder{ResponseWriter: w}
-	template, vars := h.routes.match(r)
-	route := template
-	if route == "" {
-		route = otherRoute
-	}
-	defer func() { h.done(r, rec, ex, route) }()
+	ex.rc = http.NewResponseController(rec)
+	defer h.done(r, rec, ex)
 
-	if ex.client == "" {
+	switch {
+	case ex.id == nil:
 		// Cannot happen with RequireAndVerifyClientCert; refuse all the same.
 		jsonError(rec, http.StatusForbidden, "a valid client certificate is required")
 		return
-	}
-	// A connection opened before its certificate was revoked is refused
-	// request by request, and closed.
-	if h.policy.isRevoked(r.TLS.PeerCertificates[0]) {
-		h.metrics.denied.WithLabelValues(ex.client, "revoked").Inc()
-		h.log.Warn("request with a revoked certificate refused", "client", ex.client, "method", r.Method, "path", r.URL.Path)
-		rec.Header().Set("Connection", "close")
-		jsonError(rec, http.StatusForbidden, "the client certificate is revoked")
+	case ex.target.refusal != nil:
+		jsonError(rec, ex.target.refusal.code, ex.target.refusal.msg)
 		return
-	}
-	if d := h.policy.rules.Load().Check(ex.client, r.Method, template, vars); !d.Allowed {
-		h.metrics.denied.WithLabelValues(ex.client, "rule").Inc()
-		h.log.Warn("request denied by the access rules", "client", ex.client, "method", r.Method, "path", r.URL.Path, "rule", d.Rule)
-		jsonDenied(rec, ex.client, r.Method, d.Rule)
+	case !h.allowed(rec, ex):
 		return
 	}
 	// The whole body first, within a deadline and a size limit: a slow or
 	// huge body never reaches the upstream, and what does is re-framed
 	// with a Content-Length (no smuggling through Transfer-Encoding).
-	if !h.readBody(rec, r) {
+	body, ok := h.readBody(rec, r)
+	if !ok {
 		return
 	}
 	release, err := h.limit.acquire(r.Context())
@@ -139,27 +121,62 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		jsonError(rec, http.StatusServiceUnavailable, "too many requests at pg-backup-api; try again")
 		return
 	}
+	ex.release = release
 	defer release()
-	if isOperationsPost(r.Method, template) && r.Body != nil && r.Body != http.NoBody {
-		peek := &peekReader{r: r.Body}
-		r.Body = peek
-		ex.audit = &audit{serial: pki.SerialHex(r.TLS.PeerCertificates[0]), server: vars["server"], body: peek}
+	// Again at the moment of forwarding: a revocation, an expiry or a
+	// rules change while the body arrived or the request waited counts.
+	if !h.allowed(rec, ex) {
+		return
+	}
+	if isOperationsPost(ex.target) {
+		ex.audit = &audit{server: ex.target.vars["server"], body: body}
 	}
 	h.metrics.inflight.Inc()
 	defer h.metrics.inflight.Dec()
-	h.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), exchangeKey{}, ex), h.upTimeout)
+	defer cancel()
+	h.proxy.ServeHTTP(rec, r.WithContext(ctx))
+}
+
+// allowed checks the client against the current snapshot: not revoked,
+// not expired, and allowed by the rules. It answers 403 otherwise; a
+// revoked or expired certificate also loses its connection.
+func (h *handler) allowed(w http.ResponseWriter, ex *exchange) bool {
+	snap := h.snap()
+	id, t := ex.id, ex.target
+	var why, reason string
+	switch {
+	case snap.trust.IsRevoked(id.Serial):
+		why, reason = "the client certificate is revoked", "revoked"
+	case !time.Now().Before(id.NotAfter):
+		why, reason = "the client certificate has expired", "expired"
+	}
+	if why != "" {
+		h.metrics.denied.WithLabelValues(id.Name, reason).Inc()
+		h.log.Warn("request refused: "+why, "client", id.Name, "serial", id.Serial, "method", t.methodLabel(), "route", t.routeLabel())
+		w.Header().Set("Connection", "close")
+		jsonError(w, http.StatusForbidden, why)
+		return false
+	}
+	if d := snap.trust.Rules.Check(id.Name, t.method, t.template, t.vars); !d.Allowed {
+		h.metrics.denied.WithLabelValues(id.Name, "rule").Inc()
+		h.log.Warn("request denied by the access rules", "client", id.Name, "method", t.methodLabel(), "path", cut(t.path), "rule", d.Rule)
+		jsonDenied(w, id.Name, t.method, d.Rule)
+		return false
+	}
+	return true
 }
 
 // readBody replaces r.Body with the whole body, read within bodyTimeout
-// and at most maxBody bytes. It answers 408, 413 or 400 and returns false
-// when that fails.
-func (h *handler) readBody(w http.ResponseWriter, r *http.Request) bool {
+// and at most maxBody bytes, and returns it. It answers 408, 413 or 400
+// and returns false when that fails.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if r.Body == nil || r.Body == http.NoBody {
-		return true
+		return nil, true
 	}
 	if r.ContentLength > h.maxBody {
 		jsonError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", h.maxBody))
-		return false
+		return nil, false
 	}
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(h.bodyTimeout)) //nolint:errcheck // best effort: not every conn has deadlines
@@ -170,21 +187,21 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) bool {
 	case errors.As(err, &ne) && ne.Timeout():
 		w.Header().Set("Connection", "close")
 		jsonError(w, http.StatusRequestTimeout, fmt.Sprintf("request body not received within %s", h.bodyTimeout))
-		return false
+		return nil, false
 	case err != nil:
 		w.Header().Set("Connection", "close")
 		jsonError(w, http.StatusBadRequest, "request body could not be read")
-		return false
+		return nil, false
 	case int64(len(data)) > h.maxBody:
 		w.Header().Set("Connection", "close")
 		jsonError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", h.maxBody))
-		return false
+		return nil, false
 	}
 	r.Body = io.NopCloser(bytes.NewReader(data))
 	r.ContentLength = int64(len(data))
 	r.TransferEncoding = nil
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
-	return true
+	return data, true
 }
 
 // rewrite builds the upstream request: identity claims the client sent
@@ -196,6 +213,10 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 			pr.Out.Header.Del(name)
 		}
 	}
+	// The body was read whole, and the client got its one 100 Continue
+	// then: pg-backup-api's own (the development server sends two) must
+	// not reach it as well.
+	pr.Out.Header.Del("Expect")
 	if !isIdempotent(pr.Out.Method) {
 		// These would let net/http resend the request after a failure
 		// on a reused connection: never for an operation.
@@ -204,7 +225,7 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.SetXForwarded()
 	if ex, ok := pr.In.Context().Value(exchangeKey{}).(*exchange); ok {
-		pr.Out.Header.Set(ClientHeader, ex.client)
+		pr.Out.Header.Set(ClientHeader, ex.id.Name)
 	}
 }
 
@@ -216,9 +237,15 @@ func isIdempotent(method string) bool {
 	return false
 }
 
-// spoofable reports whether a request header claims something only the
-// proxy may say: who the client is, or where the request came from.
+// spoofable reports whether a request header must not reach the upstream:
+// one that claims something only the proxy may say (who the client is,
+// where the request came from), or any name with an underscore, which
+// WSGI servers read as the same variable as its hyphenated twin
+// (nginx drops those too).
 func spoofable(name string) bool {
+	if strings.Contains(name, "_") {
+		return true
+	}
 	n := strings.ToLower(name)
 	for _, p := range []string{"x-forwarded-", "x-client-", "x-ssl-", "ssl-client-", "x-real-ip", "forwarded", "x-original-", "x-remote-"} {
 		if strings.HasPrefix(n, p) {
@@ -228,15 +255,16 @@ func spoofable(name string) bool {
 	return false
 }
 
-// modifyResponse notes when the upstream answered and points redirects
-// at the proxy, as Apache's ProxyPassReverse does.
+// modifyResponse notes when the upstream answered, audits operations,
+// points redirects at the proxy (as Apache's ProxyPassReverse does), and
+// reads a small answer whole so that pg-backup-api's slot is free before
+// a slow client reads it; writing to the client then has a deadline.
 func (h *handler) modifyResponse(resp *http.Response) error {
 	ex, _ := resp.Request.Context().Value(exchangeKey{}).(*exchange)
 	if ex == nil {
 		return nil
 	}
 	ex.upstream = time.Since(ex.started)
-	h.auditOperation(resp, ex)
 	if loc := resp.Header.Get("Location"); loc != "" {
 		if u, err := url.Parse(loc); err == nil && u.IsAbs() && u.Scheme == h.upstream.Scheme &&
 			(strings.EqualFold(u.Host, h.upstream.Host) || strings.EqualFold(u.Host, ex.host)) {
@@ -244,20 +272,64 @@ func (h *handler) modifyResponse(resp *http.Response) error {
 			resp.Header.Set("Location", u.String())
 		}
 	}
+	if err := h.bufferAnswer(resp, ex); err != nil {
+		return err
+	}
+	h.auditOperation(resp, ex)
+	ex.rc.SetWriteDeadline(time.Now().Add(h.writeTimeout)) //nolint:errcheck // best effort, as for reads
 	return nil
 }
+
+// bufferAnswer reads an answer of up to maxAnswer bytes into memory and
+// frees the upstream slot. A larger one streams and keeps its slot.
+func (h *handler) bufferAnswer(resp *http.Response, ex *exchange) error {
+	if resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength > h.maxAnswer {
+		if resp.ContentLength == 0 {
+			ex.release()
+		}
+		return nil
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, h.maxAnswer+1))
+	if err != nil {
+		return fmt.Errorf("%w: %w", errCutAnswer, err)
+	}
+	if int64(len(data)) > h.maxAnswer {
+		rest := resp.Body
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(data), rest), rest}
+		return nil
+	}
+	resp.Body.Close()
+	ex.release()
+	resp.Body = io.NopCloser(bytes.NewReader(data))
+	if resp.ContentLength < 0 {
+		resp.ContentLength = int64(len(data))
+		resp.TransferEncoding = nil
+		resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
+	}
+	return nil
+}
+
+// errCutAnswer is an upstream answer that ended before its end.
+var errCutAnswer = errors.New("the answer broke off")
 
 // upstreamError answers for an upstream that did not: 504 when it was too
 // slow, 502 otherwise. A client that went away gets nothing.
 func (h *handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	var ne net.Error
 	switch {
-	case errors.Is(r.Context().Err(), context.Canceled):
-		h.log.Info("client went away before the upstream answered", "path", r.URL.Path, "err", err)
+	case errors.Is(err, errCutAnswer) && r.Context().Err() == nil:
+		h.metrics.upstream.WithLabelValues("cut").Inc()
+		h.log.Warn("pg-backup-api's answer broke off", "path", cut(r.URL.Path), "err", err)
+		jsonError(w, http.StatusBadGateway, "pg-backup-api's answer broke off")
+	case errors.Is(context.Cause(r.Context()), context.Canceled):
+		h.log.Info("client went away before the upstream answered", "path", cut(r.URL.Path), "err", err)
 		w.WriteHeader(499) // nginx's "client closed request", for the log and metrics
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		h.metrics.upstream.WithLabelValues("timeout").Inc()
-		h.log.Warn("pg-backup-api did not answer in time", "path", r.URL.Path, "err", err)
+		h.log.Warn("pg-backup-api did not answer in time", "path", cut(r.URL.Path), "err", err)
 		jsonError(w, http.StatusGatewayTimeout, "pg-backup-api did not answer in time")
 	default:
 		h.metrics.upstream.WithLabelValues("unreachable").Inc()
@@ -266,48 +338,60 @@ func (h *handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	}
 }
 
-func (h *handler) done(r *http.Request, rec *recorder, ex *exchange, route string) {
+func (h *handler) done(r *http.Request, rec *recorder, ex *exchange) {
 	status := rec.status
 	if status == 0 {
 		status = http.StatusOK
 	}
 	elapsed := time.Since(ex.started)
-	client := ex.client
-	if client == "" {
-		client = "-"
+	client := "-"
+	if ex.id != nil {
+		client = ex.id.Name
 	}
-	h.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status), client).Inc()
-	h.metrics.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
+	route, method := ex.target.routeLabel(), ex.target.methodLabel()
+	h.metrics.requests.WithLabelValues(route, method, strconv.Itoa(status), client).Inc()
+	h.metrics.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
 	h.log.Info("request",
-		"client", client, "method", r.Method, "path", r.URL.Path, "status", status,
+		"client", client, "method", cut(r.Method), "path", cut(ex.target.path), "status", status,
 		"bytes", rec.bytes, "duration_ms", ms(elapsed), "upstream_ms", ms(ex.upstream), "remote", r.RemoteAddr)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// maxLogValue bounds what a client-sent value adds to a log line.
+const maxLogValue = 256
+
+// cut shortens a client-sent value for the log.
+func cut(s string) string {
+	if len(s) <= maxLogValue {
+		return s
+	}
+	return s[:maxLogValue] + fmt.Sprintf("...(%d bytes)", len(s))
+}
+
 // jsonError answers {"error": msg} with code, as pg-backup-api answers 404s.
 func jsonError(w http.ResponseWriter, code int, msg string) {
-	body, _ := json.Marshal(map[string]string{"error": msg})
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// jsonDenied answers 403 with the rule that denied the request.
+func jsonDenied(w http.ResponseWriter, client, method, rule string) {
+	writeJSON(w, http.StatusForbidden, map[string]string{
+		"error": fmt.Sprintf("%s may not %s this path", client, method),
+		"rule":  rule,
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	body, _ := json.Marshal(v)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
 	w.WriteHeader(code)
 	w.Write(append(body, '\n')) //nolint:errcheck // the client may have gone
 }
 
-// jsonDenied answers 403 with the rule that denied the request.
-func jsonDenied(w http.ResponseWriter, client, method, rule string) {
-	body, _ := json.Marshal(map[string]string{
-		"error": fmt.Sprintf("%s may not %s this path", client, method),
-		"rule":  rule,
-	})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
-	w.WriteHeader(http.StatusForbidden)
-	w.Write(append(body, '\n')) //nolint:errcheck // the client may have gone
-}
-
 // recorder remembers the final status and the bytes written, passing 1xx
-// answers (100 Continue, 103) through untouched.
+// answers (103) through untouched.
 type recorder struct {
 	http.ResponseWriter
 	status int
@@ -330,7 +414,7 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Unwrap lets http.ResponseController reach the connection (flushing).
+// Unwrap lets http.ResponseController reach the connection.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // bufferPool reuses the 32 KiB buffers ReverseProxy copies bodies with,
@@ -349,23 +433,34 @@ type limiter struct {
 	wait  time.Duration
 }
 
+func newLimiter(n int, wait time.Duration) *limiter {
+	return &limiter{slots: make(chan struct{}, n), wait: wait}
+}
+
+// newLimiterSharing is a limiter on the same slots as l with its own
+// wait.
+func newLimiterSharing(l *limiter, wait time.Duration) *limiter {
+	return &limiter{slots: l.slots, wait: wait}
+}
+
 var errQueueFull = errors.New("no free upstream slot in time")
 
+// acquire waits for a slot; the release it returns may be called more
+// than once (the slot is freed once).
 func (l *limiter) acquire(ctx context.Context) (func(), error) {
 	if l == nil {
 		return func() {}, nil
 	}
-	release := func() { <-l.slots }
 	select {
 	case l.slots <- struct{}{}:
-		return release, nil
+		return sync.OnceFunc(func() { <-l.slots }), nil
 	default:
 	}
 	t := time.NewTimer(l.wait)
 	defer t.Stop()
 	select {
 	case l.slots <- struct{}{}:
-		return release, nil
+		return sync.OnceFunc(func() { <-l.slots }), nil
 	case <-t.C:
 		return nil, errQueueFull
 	case <-ctx.Done():

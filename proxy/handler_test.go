@@ -23,6 +23,10 @@ func TestSpoofable(t *testing.T) {
 		"Authorization":            false,
 		"X-Request-Id":             false,
 		"X-Forwardedfor-Lookalike": false,
+		"X_Client_Cert_CN":         true,
+		"X_Real_IP":                true,
+		"X_forwarded_for":          true,
+		"Some_Header":              true,
 	} {
 		assert.Equal(t, want, spoofable(name), name)
 	}

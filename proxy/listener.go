@@ -6,11 +6,18 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+)
+
+var (
+	errAddrInUse = syscall.EADDRINUSE
+	errAccess    = syscall.EACCES
 )
 
 // tlsListener completes each TLS handshake before handing the connection
@@ -122,6 +129,8 @@ func handshakeFailure(err error) string {
 	switch {
 	case errors.Is(err, errRevoked):
 		return "revoked"
+	case errors.Is(err, errBadIdentity):
+		return "bad_identity"
 	case errors.As(err, &unknown):
 		return "unknown_ca"
 	case errors.As(err, &invalid):
@@ -154,4 +163,69 @@ func looksLikeHTTP(hdr []byte) bool {
 		return true
 	}
 	return false
+}
+
+// refusalLog sums refused handshakes up: one log line per reason per
+// interval, with the count and the last remote address and error, so
+// that clients without a certificate cannot flood the log (and push the
+// audit lines out of journald's rate limit). The metric counts each one.
+type refusalLog struct {
+	log      *slog.Logger
+	interval time.Duration
+	mu       sync.Mutex
+	byReason map[string]*refusals
+}
+
+type refusals struct {
+	count      int
+	lastRemote string
+	lastErr    string
+}
+
+func newRefusalLog(log *slog.Logger, interval time.Duration) *refusalLog {
+	return &refusalLog{log: log, interval: interval, byReason: map[string]*refusals{}}
+}
+
+func (r *refusalLog) add(reason string, remote net.Addr, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.byReason[reason] // reason is one of handshakeFailure's fixed words
+	if e == nil {
+		e = &refusals{}
+		r.byReason[reason] = e
+	}
+	e.count++
+	e.lastRemote, e.lastErr = remote.String(), cut(err.Error())
+}
+
+// run writes the summary every interval until ctx ends, then once more.
+func (r *refusalLog) run(ctx context.Context) {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.flush()
+			return
+		case <-t.C:
+			r.flush()
+		}
+	}
+}
+
+func (r *refusalLog) flush() {
+	r.mu.Lock()
+	byReason := r.byReason
+	r.byReason = map[string]*refusals{}
+	r.mu.Unlock()
+	reasons := make([]string, 0, len(byReason))
+	for k := range byReason {
+		reasons = append(reasons, k)
+	}
+	sort.Strings(reasons)
+	for _, reason := range reasons {
+		e := byReason[reason]
+		r.log.Info("TLS handshakes refused", "reason", reason, "count", e.count, "interval", r.interval,
+			"last_remote", e.lastRemote, "last_err", e.lastErr)
+	}
 }

@@ -4,10 +4,9 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
-	"sync/atomic"
-
-	"github.com/pgbapi/pgbapi-proxy/pki"
+	"slices"
 )
 
 // cipherSuites are the TLS 1.2 suites offered: forward secrecy and AEAD
@@ -21,71 +20,82 @@ var cipherSuites = []uint16{
 	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
-// tlsConfigs hands every handshake the current TLS settings; reload swaps
-// them (new client CA pool, new session ticket key) without a restart.
-type tlsConfigs struct {
-	layout  pki.Layout
-	certs   certSource
-	policy  *policy
-	current atomic.Pointer[tls.Config]
+// errRevoked fails the handshake of a revoked client certificate.
+var errRevoked = errors.New("the client certificate is revoked")
+
+// snapshot is one Trust with the TLS settings built from it. The server
+// keeps the current one behind a single atomic pointer: a handshake or a
+// request never sees roots of one snapshot with revocations of another.
+type snapshot struct {
+	trust *Trust
+	// tls is for clients that offer http/1.1 in ALPN (or no ALPN);
+	// noALPN for clients that offer only other protocols (h2): they
+	// get no ALPN answer and go on in HTTP/1.1, instead of a failed
+	// handshake.
+	tls, noALPN *tls.Config
+	ticketKeys  [][32]byte
 }
 
-func newTLSConfigs(l pki.Layout, certs certSource, p *policy) (*tlsConfigs, error) {
-	t := &tlsConfigs{layout: l, certs: certs, policy: p}
-	return t, t.reload()
-}
-
-// reload reads the cluster root again. On error the last good
-// configuration stays in use.
-func (t *tlsConfigs) reload() error {
-	root, err := pki.LoadCert(t.layout.RootCert())
-	if err != nil {
-		return fmt.Errorf("loading the client CA: %w", err)
+// newSnapshot builds the TLS settings for t. keep are ticket keys of the
+// previous snapshot that may still decrypt tickets (on a timed rotation
+// with the same trust; never across a trust change).
+func newSnapshot(t *Trust, certs CertSource, keep [][32]byte) (*snapshot, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	// A fresh ticket key, so that no session resumed after a reload skips
-	// checks made against the new settings.
+	for _, r := range t.Roots {
+		pool.AddCert(r)
+	}
 	var key [32]byte
 	if _, err := rand.Read(key[:]); err != nil {
+		return nil, fmt.Errorf("making a session ticket key: %w", err)
+	}
+	s := &snapshot{trust: t, ticketKeys: append([][32]byte{key}, keep...)}
+	s.tls = &tls.Config{
+		MinVersion:       tls.VersionTLS12,
+		CipherSuites:     cipherSuites,
+		ClientAuth:       tls.RequireAndVerifyClientCert,
+		ClientCAs:        pool,
+		GetCertificate:   certs.GetCertificate,
+		NextProtos:       []string{"http/1.1"},
+		VerifyConnection: s.verifyConnection,
+	}
+	s.tls.SetSessionTicketKeys(s.ticketKeys)
+	s.noALPN = s.tls.Clone()
+	s.noALPN.NextProtos = nil
+	s.noALPN.SetSessionTicketKeys(s.ticketKeys)
+	return s, nil
+}
+
+// verifyConnection runs after the chain verified, on full handshakes and
+// on resumed sessions alike: a revoked or ambiguous certificate fails.
+func (s *snapshot) verifyConnection(cs tls.ConnectionState) error {
+	id, err := identityOf(cs)
+	if err != nil {
 		return err
 	}
-	cfg := &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		CipherSuites:   cipherSuites,
-		ClientAuth:     tls.RequireAndVerifyClientCert,
-		ClientCAs:      pool,
-		GetCertificate: t.certs.GetCertificate,
-		NextProtos:     []string{"http/1.1"},
-		// Runs after the chain verified: a revoked certificate fails the
-		// handshake.
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) > 0 && t.policy.isRevoked(cs.PeerCertificates[0]) {
-				return errRevoked
-			}
-			return nil
-		},
+	if s.trust.IsRevoked(id.Serial) {
+		return errRevoked
 	}
-	cfg.SetSessionTicketKeys([][32]byte{key})
-	t.current.Store(cfg)
 	return nil
 }
 
-// serverConfig is what the listener uses: every handshake asks for the
-// current settings.
-func (t *tlsConfigs) serverConfig() *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return t.current.Load(), nil
-		},
+// configFor picks the settings for one ClientHello.
+func (s *snapshot) configFor(hello *tls.ClientHelloInfo) *tls.Config {
+	if len(hello.SupportedProtos) > 0 && !slices.Contains(hello.SupportedProtos, "http/1.1") {
+		return s.noALPN
 	}
+	return s.tls
 }
 
-// clientName is the CN of a verified client certificate.
-func clientName(state *tls.ConnectionState) string {
-	if state == nil || len(state.VerifiedChains) == 0 || len(state.VerifiedChains[0]) == 0 {
-		return ""
+// listenerConfig is what the TLS listener uses: every handshake asks the
+// server for the current snapshot's settings.
+func (srv *Server) listenerConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			return srv.current.Load().configFor(hello), nil
+		},
 	}
-	return state.VerifiedChains[0][0].Subject.CommonName
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/pgbapi/pgbapi-proxy/doctor"
@@ -61,9 +59,9 @@ Exits 0 when nothing FAILs.`,
 			if (*cert == "") != (*key == "") {
 				return usagef("--cert and --key go together")
 			}
-			up, err := parseUpstream(*upstream)
+			up, err := parseUpstream(*upstream) // as serve reads it
 			if err != nil {
-				return usagef("--upstream: %v", err)
+				return err
 			}
 			if len(*hosts) == 0 {
 				short, fqdn, err := machineNames(ctx)
@@ -148,20 +146,4 @@ func applySettingsFile(fs *pflag.FlagSet, path string) ([]doctor.Result, error) 
 		}
 	}
 	return out, nil
-}
-
-// parseUpstream reads --upstream: an http URL with a host, or HOST:PORT
-// for http://HOST:PORT.
-func parseUpstream(s string) (*url.URL, error) {
-	if !strings.Contains(s, "://") {
-		s = "http://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, err
-	}
-	if u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("%q is not an http URL such as http://127.0.0.1:7480", s)
-	}
-	return u, nil
 }

@@ -18,9 +18,9 @@ var (
 	}
 )
 
-// flagError turns a pki.FieldError into a usage error that names the flag
+// pkiFlagError turns a pki.FieldError into a usage error that names the flag
 // setting that field ("--days: ..."); other errors pass unchanged.
-func flagError(err error, flags map[string]string) error {
+func pkiFlagError(err error, flags map[string]string) error {
 	var fe *pki.FieldError
 	if !errors.As(err, &fe) {
 		return err

@@ -84,11 +84,11 @@ init keeps them: this host can then verify clients but not issue.`,
 			test := fmt.Sprintf("curl --cacert %s --cert %s --key %s https://%s/diagnose",
 				layout.RootCert(), layout.CertIn(layout.TPADir, pki.TestClientName), layout.KeyIn(layout.TPADir, pki.TestClientName), opts.Hostnames[0])
 			if *asJSON {
-				return printInitJSON(sio, steps, test, flagError(err, initFields))
+				return printInitJSON(sio, steps, test, pkiFlagError(err, initFields))
 			}
 			printSteps(sio, steps)
 			if err != nil {
-				return flagError(err, initFields)
+				return pkiFlagError(err, initFields)
 			}
 			fmt.Fprintf(sio.out, "\nTest it: %s\n", test)
 			return nil

@@ -90,7 +90,7 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 				return fmt.Errorf("--owner %s: %w (nothing was issued)", *owner, err)
 			}
 			if err != nil {
-				return flagError(err, issueClientFields)
+				return pkiFlagError(err, issueClientFields)
 			}
 			if *bundle != "" || *bundleDir != "" {
 				if err := writeBundle(*layout, res, *bundle, *bundleDir); err != nil {

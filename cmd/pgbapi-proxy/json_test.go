@@ -142,7 +142,7 @@ func TestCheckAccessIgnoresQuery(t *testing.T) {
 	r := cli(t, nil, "check-access", "--access-file", rules, "--name", "pem", "GET", "/servers/pg-main/operations?limit=5#x")
 	requireOK(t, r)
 	assert.Contains(t, r.stdout, "allowed: "+rules+":1: pem read")
-	requireOneLineError(t, cli(t, nil, "check-access", "--access-file", rules, "--name", "pem", "GET", "diagnose"), 2, "not a request path")
+	requireOneLineError(t, cli(t, nil, "check-access", "--access-file", rules, "--name", "pem", "GET", "diagnose"), 2, "not a request serve would accept")
 }
 
 // show: one certificate with what list says plus subject, SANs, issuer,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
@@ -126,13 +125,12 @@ func printAccess(sio *stdio, asJSON bool, o accessOutput) error {
 	return nil
 }
 
-// requestPath is the path serve matches the rules against for a request
-// target such as /servers/pg-main/operations?limit=5: without the query
-// string (or a fragment), percent-decoded.
-func requestPath(target string) (string, error) {
-	u, err := url.ParseRequestURI(target)
-	if err != nil || !strings.HasPrefix(target, "/") {
-		return "", usagef("check-access: PATH %q is not a request path such as /servers/pg-main/operations", target)
+// matchedPath is the path of a request target as the rules see it:
+// without the query string, percent-decoded; the target itself when it
+// does not parse (check-access then says why).
+func matchedPath(target string) string {
+	if u, err := url.ParseRequestURI(target); err == nil {
+		return u.Path
 	}
-	return u.Path, nil
+	return target
 }

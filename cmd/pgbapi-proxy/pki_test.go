@@ -214,7 +214,7 @@ func TestBadInputLosesNothing(t *testing.T) {
 			require.NoError(t, err)
 			// Cut inside the intermediate: the leaf alone would fail clients.
 			require.NoError(t, os.WriteFile(crt, data[:len(data)*3/4], 0o644))
-			return d.flags("serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--access-file", filepath.Join(d.state, "none"))
+			return d.flags("serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--access-file=")
 		}, 1, "loading the server certificate"},
 		{"read-only TPA dir", func(t *testing.T, d dirs) []string {
 			makeReadOnly(t, d.tpa)

@@ -135,7 +135,7 @@ func TestAccessRulesEndToEnd(t *testing.T) {
 	r = post("pem", "/operations")
 	assert.True(t, strings.HasSuffix(r.stdout, "\n403"), "old rules in force: %s", r.stdout)
 	p.signal(t, syscall.SIGHUP)
-	require.Eventually(t, func() bool { return strings.Contains(p.logs.String(), "reload incomplete") }, 3*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Count(p.logs.String(), "last good state stays in force") >= 2 }, 3*time.Second, 50*time.Millisecond)
 
 	// A good change is picked up without a signal.
 	writeRules(t, rules, "pem read, operations\n* none\n")
@@ -164,7 +164,64 @@ func TestCheckAccess(t *testing.T) {
 	r = cli(t, nil, "check-access", "--access-file", rules, "--name", "x", "GET", "/status")
 	requireOneLineError(t, r, 1, `no rule for "x"`)
 	requireOneLineError(t, cli(t, nil, "check-access", "--name", "x", "GET"), 2, "needs METHOD PATH")
-	r = cli(t, nil, "check-access", "--access-file", filepath.Join(t.TempDir(), "none"), "--name", "x", "DELETE", "/x")
+	r = cli(t, nil, "check-access", "--access-file", filepath.Join(t.TempDir(), "none"), "--name", "x", "GET", "/x")
 	requireOK(t, r)
 	assert.Contains(t, r.stdout, "no access rules file")
+	// Named exactly as serve names requests: decoded, slashes merged,
+	// query strings allowed, methods only in their exact spelling.
+	for _, path := range []string{"/%73tatus", "//diagnose", "/diagnose?verbose=1"} {
+		r = cli(t, nil, "check-access", "--access-file", rules, "--name", "pem", "GET", path)
+		requireOK(t, r)
+	}
+	r = cli(t, nil, "check-access", "--access-file", rules, "--name", "ops", "POST", "/servers/pg%2Dmain/operations")
+	requireOK(t, r)
+	requireOneLineError(t, cli(t, nil, "check-access", "--access-file", rules, "--name", "pem", "get", "/diagnose"), 1, "refused before the rules: 405")
+	requireOneLineError(t, cli(t, nil, "check-access", "--access-file", rules, "--name", "pem", "GET", "/servers/../diagnose"), 1, "refused before the rules: 400")
+}
+
+// Attacks on the trust inputs of a running proxy, as a compromised
+// account with write access to them would make: deleting the CRL, copying
+// an older validly signed CRL over the current one, deleting the rules.
+// Each keeps the last good state, and the log says so.
+func TestTrustInputsFailClosedInTheRunningProxy(t *testing.T) {
+	t.Parallel()
+	d := pkiFor(t)
+	for _, n := range []string{"a", "b"} {
+		requireOK(t, cli(t, nil, d.flags("issue-client", "--name", n)...))
+	}
+	rules := filepath.Join(t.TempDir(), "access")
+	writeRules(t, rules, "pg-backup-user read\n* none\n")
+	_, upURL := upstream(t)
+	requireOK(t, cli(t, nil, d.flags("revoke", "--name", "a")...))
+	crl := filepath.Join(d.state, "crl.pem")
+	older, err := os.ReadFile(crl)
+	require.NoError(t, err)
+	p := startProxy(t, d, upURL, nil, "--access-file", rules)
+	requireOK(t, cli(t, nil, d.flags("revoke", "--name", "b")...))
+	status := func(name string) string {
+		r := curlClient(t, d, name, "-w", "%{http_code}", "-o", "/dev/null", p.url("/status"))
+		return r.stdout
+	}
+	require.Eventually(t, func() bool { return status("b") == "000" }, 2*time.Second, 50*time.Millisecond, "b revoked")
+	require.Equal(t, "200", status("pg-backup-user"))
+
+	// An older CRL (it revokes a but not b) copied over the newer one.
+	require.NoError(t, os.WriteFile(crl+".tmp", older, 0o644))
+	require.NoError(t, os.Rename(crl+".tmp", crl))
+	p.waitLog(t, "older than number")
+	assert.Equal(t, "000", status("b"), "a rolled-back CRL un-revokes nothing")
+	// The CRL deleted.
+	require.NoError(t, os.Remove(crl))
+	p.waitLog(t, "is gone; the last one")
+	assert.Equal(t, "000", status("a"))
+	assert.Equal(t, "000", status("b"))
+	// The rules deleted: the last good rules stay (* none).
+	require.NoError(t, os.Remove(rules))
+	p.waitLog(t, "the last good rules (2 names) stay in force")
+	r := curlClient(t, d, "pg-backup-user", "-w", "%{http_code}", "-o", "/dev/null", "-X", "POST", p.url("/operations"))
+	assert.Equal(t, "403", r.stdout, "no rules file now does not mean everything allowed")
+
+	// A typo in the rules file named at start stops serve with a clear line.
+	r = cli(t, nil, d.flags("serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--access-file", rules+"-typo")...)
+	requireOneLineError(t, r, 1, "does not exist (it was named explicitly")
 }

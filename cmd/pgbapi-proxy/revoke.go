@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
+	"github.com/pgbapi/pgbapi-proxy/pkisource"
 	"github.com/pgbapi/pgbapi-proxy/proxy"
 	"github.com/spf13/pflag"
 )
@@ -84,15 +87,21 @@ all (everything), none. Example:
 			if *name == "" {
 				return usagef("check-access needs --name NAME")
 			}
-			path, err := requestPath(args[1])
+			rules, err := pkisource.LoadRules(*file)
+			if errors.Is(err, os.ErrNotExist) {
+				rules, err = nil, nil
+				if !*asJSON {
+					fmt.Fprintf(sio.out, "no access rules file at %s\n", *file)
+				}
+			}
 			if err != nil {
 				return err
 			}
-			d, err := proxy.CheckAccess(*file, *name, args[0], path)
+			d, err := proxy.CheckAccess(rules, *name, args[0], args[1])
 			if err != nil {
-				return err
+				return usageError{err.Error()}
 			}
-			return printAccess(sio, *asJSON, accessOutput{Client: *name, Method: args[0], Path: path, Allowed: d.Allowed, Rule: d.Rule})
+			return printAccess(sio, *asJSON, accessOutput{Client: *name, Method: args[0], Path: matchedPath(args[1]), Allowed: d.Allowed, Rule: d.Rule})
 		}
 	},
 }

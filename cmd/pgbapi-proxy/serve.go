@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -13,7 +15,10 @@ import (
 	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
+	"github.com/pgbapi/pgbapi-proxy/pkisource"
 	"github.com/pgbapi/pgbapi-proxy/proxy"
+	"github.com/pgbapi/pgbapi-proxy/servercert"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 )
 
@@ -30,34 +35,39 @@ renewed while serving, at a third of its lifetime left; each new one is
 also written to pg-backup-api.crt/.key. On a host without the CA key,
 pg-backup-api.crt/.key are served as they are.
 
-Revoked certificates (pgbapi-proxy revoke) are refused within a second.
-Access rules (--access-file) limit what each client may do; a denied
-request gets 403 JSON naming the rule. Both files are reloaded when they
-change.
+Revoked certificates (pgbapi-proxy revoke) are refused within a second,
+on new and open connections. Access rules (--access-file) limit what each
+client may do; a denied request gets 403 JSON naming the rule. root.crt,
+the CRL, the revocation record and the rules are reloaded when they
+change; one that goes missing, breaks or is older than one already seen
+keeps its last good state (fail closed), and the log says so.
 
 The admin listener (plain HTTP, loopback) answers /metrics, /healthz and
-/readyz. SIGHUP reloads the certificates, the CRL and the rules (what
-fails to load keeps its last good state); SIGTERM lets requests in flight
-finish, then exits.
+/readyz. SIGHUP reloads the trust inputs and, on a host without the CA
+key, pg-backup-api.crt/.key (what fails to load keeps its last good
+state); SIGTERM lets requests in flight finish, then exits.
 
-pg-backup-api run as 'pg-backup-api serve' (not the packaged gunicorn
-service) answers wrongly under concurrent requests: there, set
---upstream-max-inflight 1.`,
+At most --upstream-max-inflight requests (default 1) reach pg-backup-api at
+once: 'pg-backup-api serve' answers wrongly to concurrent requests, and the
+packaged gunicorn service has one worker anyway. Raise it only for an
+upstream with several workers.`,
 	setup: func(fs *pflag.FlagSet) runFunc {
 		layout := layoutFlags(fs)
 		listen := fs.String("listen", proxy.DefaultListen, "TLS address to listen on")
 		admin := fs.String("admin-listen", proxy.DefaultAdminListen, "admin address (/metrics, /healthz, /readyz); keep it on loopback")
-		upstream := fs.String("upstream", proxy.DefaultUpstream, "pg-backup-api's address")
-		access := fs.String("access-file", proxy.DefaultAccessFile, "access rules by client name (see 'pgbapi-proxy check-access --help'); no file: every valid certificate may do everything")
+		upstream := fs.String("upstream", proxy.DefaultUpstream, "pg-backup-api's address (http://HOST:PORT; HOST:PORT means http)")
+		access := fs.String("access-file", proxy.DefaultAccessFile, "access rules by client name (see 'pgbapi-proxy check-access --help'); if this default file does not exist, every valid certificate may do everything; a file named here must exist; \"\" for no rules")
 		upTimeout := fs.Duration("upstream-timeout", proxy.DefaultUpstreamTimeout, "how long to wait for pg-backup-api's answer (/diagnose can take a minute)")
-		inflight := fs.Int("upstream-max-inflight", 0, "requests at pg-backup-api at once; 0 for no limit")
+		inflight := fs.Int("upstream-max-inflight", proxy.DefaultMaxInflight, "requests at pg-backup-api at once; 0 for no limit (raise it only for an upstream with several workers)")
 		queue := fs.Duration("upstream-queue-timeout", proxy.DefaultQueueTimeout, "how long a request waits for a free slot before a 503")
 		days := fs.Int("server-cert-days", pki.DefaultServerDays, "lifetime of each server certificate issued here, in days")
 		lifetime := fs.Duration("server-cert-lifetime", 0, "lifetime of each server certificate as a duration (e.g. 10m, for testing renewals); overrides --server-cert-days")
 		headerTimeout := fs.Duration("read-header-timeout", proxy.DefaultReadHeaderTimeout, "how long a client may take to send a request's headers")
 		bodyTimeout := fs.Duration("request-body-timeout", proxy.DefaultBodyTimeout, "how long a client may take to send a request's body")
+		writeTimeout := fs.Duration("write-timeout", proxy.DefaultWriteTimeout, "how long a client may take to read an answer once pg-backup-api gave it")
 		maxBody := fs.Int64("max-body-bytes", proxy.DefaultMaxBodyBytes, "largest request body forwarded (413 above)")
 		shutdown := fs.Duration("shutdown-timeout", proxy.DefaultShutdownTimeout, "on SIGTERM, how long requests in flight may take to finish")
+		poll := fs.Duration("trust-poll", 500*time.Millisecond, "how often root.crt, the CRL, the revocation record and the access rules are checked for changes")
 		logFormat := fs.String("log-format", "text", "log format: text or json")
 		logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 		pprofOn := fs.Bool("admin-pprof", false, "serve Go profiles on the admin listener at /debug/pprof/ (for performance work)")
@@ -73,42 +83,188 @@ service) answers wrongly under concurrent requests: there, set
 			if err != nil {
 				return err
 			}
-			up, err := url.Parse(*upstream)
+			up, err := parseUpstream(*upstream)
 			if err != nil {
-				return usagef("--upstream %q: %v", *upstream, err)
+				return err
 			}
 			if *days < 1 {
 				return usagef("--server-cert-days must be at least 1")
 			}
-			cfg := proxy.Config{
-				Layout: *layout, Listen: *listen, AdminListen: *admin, Upstream: up, AccessFile: *access,
-				UpstreamTimeout: *upTimeout, MaxInflight: *inflight, QueueTimeout: *queue,
-				ServerCertLifetime: pki.Days(*days), ShutdownTimeout: *shutdown,
-				Version: versionString(), Logger: logger, Pprof: *pprofOn,
-				ReadHeaderTimeout: *headerTimeout, BodyTimeout: *bodyTimeout, MaxBodyBytes: *maxBody,
-			}
+			certLifetime := pki.Days(*days)
 			if *lifetime != 0 {
-				cfg.ServerCertLifetime = *lifetime
+				certLifetime = *lifetime
 			}
-			srv, err := proxy.New(ctx, cfg)
-			if err != nil {
-				return err
+			s := serveSetup{
+				layout: *layout, listen: *listen, admin: *admin, poll: *poll, log: logger,
+				access: pkisource.Options{Layout: *layout, AccessFile: *access, AccessFileRequired: fs.Changed("access-file") && *access != "", Log: logger},
+				certs:  servercert.Options{Layout: *layout, Lifetime: certLifetime, Log: logger},
+				cfg: proxy.Config{
+					Upstream: up, UpstreamTimeout: *upTimeout, MaxInflight: *inflight, QueueTimeout: *queue,
+					ShutdownTimeout: *shutdown, Version: versionString(), Logger: logger, Pprof: *pprofOn,
+					ReadHeaderTimeout: *headerTimeout, BodyTimeout: *bodyTimeout, WriteTimeout: *writeTimeout, MaxBodyBytes: *maxBody,
+				},
 			}
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			go func() {
-				for range hup {
-					if err := srv.Reload(); err != nil {
-						logger.Error("reload incomplete; what failed keeps its last good state", "err", err)
-						continue
-					}
-					logger.Info("reloaded certificates, CRL and access rules")
-				}
-			}()
-			return srv.Serve(ctx)
+			return flagError(s.run(ctx))
 		}
 	},
+}
+
+// serveSetup wires the parts of serve together: listeners, the trust
+// loader, the server certificate source and the proxy.
+type serveSetup struct {
+	layout        pki.Layout
+	listen, admin string
+	poll          time.Duration
+	log           *slog.Logger
+	access        pkisource.Options
+	certs         servercert.Options
+	cfg           proxy.Config
+}
+
+// served is what build puts together: the proxy, ready to serve, and
+// what serve runs beside it.
+type served struct {
+	srv      *proxy.Server
+	certs    proxy.CertSource
+	loader   *pkisource.Loader
+	registry *prometheus.Registry
+	close    func() // stops renewals and closes the listeners
+}
+
+func (s *serveSetup) run(ctx context.Context) error {
+	b, err := s.build(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	go b.loader.Watch(ctx, s.poll, b.srv.SetTrust)
+	stopHUP := onSIGHUP(func() { s.reload(b.certs, b.loader, b.srv) })
+	defer stopHUP()
+	return b.srv.Serve(ctx)
+}
+
+// build binds the listeners, loads the trust and the server certificate
+// and sets the proxy up; on error nothing is left open.
+func (s *serveSetup) build(ctx context.Context) (_ *served, err error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	// Bind first: a busy port fails at once, before any certificate work.
+	l, err := proxy.Listen(s.listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %w", err)
+	}
+	closers = append(closers, func() { l.Close() })
+	al, err := proxy.Listen(s.admin)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-listen %w", err)
+	}
+	closers = append(closers, func() { al.Close() })
+	if !isLoopback(al.Addr()) {
+		s.log.Warn("the admin listener is not on loopback: /metrics and /readyz are open to the network", "admin", al.Addr().String())
+	}
+	loader, err := pkisource.New(s.access)
+	if err != nil {
+		return nil, err
+	}
+	trust, err := loader.Load()
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	s.certs.Registerer = reg
+	certs, err := servercert.Open(ctx, s.certs)
+	if err != nil {
+		return nil, err
+	}
+	if st, ok := certs.(proxy.Stopper); ok {
+		closers = append(closers, st.Stop)
+	}
+	if err := reg.Register(&pkisource.ExpiryCollector{Layout: s.layout, Serving: certs.Leaf}); err != nil {
+		return nil, err
+	}
+	s.cfg.Listener, s.cfg.AdminListener, s.cfg.Registry = l, al, reg
+	srv, err := proxy.New(s.cfg, trust, certs)
+	if err != nil {
+		return nil, err
+	}
+	return &served{srv: srv, certs: certs, loader: loader, registry: reg, close: closeAll}, nil
+}
+
+// reload is SIGHUP: the server certificate files (where they are served
+// as they are) and every trust input.
+func (s *serveSetup) reload(certs proxy.CertSource, loader *pkisource.Loader, srv *proxy.Server) {
+	if r, ok := certs.(proxy.Reloader); ok {
+		if err := r.Reload(); err != nil {
+			s.log.Error("the server certificate did not reload; the one served stays", "err", err)
+		} else {
+			s.log.Info("reloaded the server certificate")
+		}
+	}
+	loader.Reload(srv.SetTrust)
+}
+
+// onSIGHUP runs fn on each SIGHUP until the returned stop is called.
+func onSIGHUP(fn func()) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				fn()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
+}
+
+// parseUpstream accepts http(s)://HOST:PORT, or HOST:PORT meaning http.
+func parseUpstream(s string) (*url.URL, error) {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, usagef("--upstream %q: give pg-backup-api's address as http://HOST:PORT, e.g. %s", s, proxy.DefaultUpstream)
+	}
+	return u, nil
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// serveFlags names, for each library field, the serve flag that sets it.
+var serveFlags = map[string]string{
+	"Upstream": "--upstream", "UpstreamTimeout": "--upstream-timeout", "MaxInflight": "--upstream-max-inflight",
+	"QueueTimeout": "--upstream-queue-timeout", "ShutdownTimeout": "--shutdown-timeout",
+	"ReadHeaderTimeout": "--read-header-timeout", "WriteTimeout": "--write-timeout", "BodyTimeout": "--request-body-timeout",
+	"MaxBodyBytes": "--max-body-bytes", "Lifetime": "--server-cert-lifetime (or --server-cert-days)", "AccessFile": "--access-file",
+}
+
+// flagError turns a library's field error into a usage error naming the
+// flag (exit status 2); other errors pass unchanged.
+func flagError(err error) error {
+	var fe *proxy.FieldError
+	if errors.As(err, &fe) {
+		if flag, ok := serveFlags[fe.Field]; ok {
+			return usagef("%s: %s", flag, fe.Msg)
+		}
+	}
+	return err
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

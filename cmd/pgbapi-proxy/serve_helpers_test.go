@@ -71,7 +71,7 @@ func startProxy(t *testing.T, d dirs, upstream string, prefix []string, extra ..
 	t.Helper()
 	// No access rules unless a test gives some: never the machine's file.
 	args := d.flags("serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--upstream", upstream,
-		"--access-file", filepath.Join(d.state, "no-access-rules"))
+		"--access-file=")
 	args = append(args, extra...)
 	argv := append(append(append([]string{}, prefix...), binary), args...)
 	p := &proxyProc{cmd: exec.Command(argv[0], argv[1:]...), logs: &lockedBuffer{}, exited: make(chan struct{})}

@@ -32,7 +32,10 @@ type Upstream struct {
 	DiagnoseBytes int
 
 	requests atomic.Int64
+	inflight atomic.Int64
+	peak     atomic.Int64
 	mu       sync.Mutex
+	lastPath string
 	last     http.Header
 	bodies   []string
 	byClient map[string]int64
@@ -43,6 +46,16 @@ type Upstream struct {
 
 // Requests is how many requests reached the upstream.
 func (u *Upstream) Requests() int64 { return u.requests.Load() }
+
+// Peak is the most requests the upstream answered at once.
+func (u *Upstream) Peak() int64 { return u.peak.Load() }
+
+// LastPath is the path of the last request, as the upstream read it.
+func (u *Upstream) LastPath() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.lastPath
+}
 
 // LastHeader is a copy of the headers of the last request.
 func (u *Upstream) LastHeader() http.Header {
@@ -83,9 +96,14 @@ func (u *Upstream) Start(addr string) (string, func(), error) {
 
 func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.requests.Add(1)
+	now := u.inflight.Add(1)
+	defer u.inflight.Add(-1)
+	for peak := u.peak.Load(); now > peak && !u.peak.CompareAndSwap(peak, now); peak = u.peak.Load() {
+	}
 	body, _ := io.ReadAll(r.Body) // answers 100 Continue when the client expects it
 	u.mu.Lock()
 	u.last = r.Header.Clone()
+	u.lastPath = r.URL.Path
 	if u.byClient == nil {
 		u.byClient = map[string]int64{}
 	}

@@ -1,4 +1,8 @@
-package proxy
+// Package servercert gives the proxy its own server certificate: issued
+// from the cluster's server-only intermediate and kept renewed by
+// certmagic (Managed), or, on a host without the CA key, the files
+// pg-backup-api.crt/.key served as they are (Static).
+package servercert
 
 import (
 	"context"
@@ -14,33 +18,86 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/pgbapi/pgbapi-proxy/pki"
+	"github.com/pgbapi/pgbapi-proxy/proxy"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
-// certSource serves the proxy's own certificate.
-type certSource interface {
-	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	// Leaf is the certificate served now.
-	Leaf() (*x509.Certificate, error)
-	// Lifetime is how long each certificate is valid, for /readyz.
-	Lifetime() time.Duration
-	Reload() error
-	Stop()
+// Interface guards: what each source can do.
+var (
+	_ proxy.CertSource = (*Static)(nil)
+	_ proxy.Reloader   = (*Static)(nil)
+	_ proxy.CertSource = (*Managed)(nil)
+	_ proxy.Stopper    = (*Managed)(nil)
+)
+
+// MinLifetime is the shortest server certificate lifetime: enough for a
+// renewal check to see it and renew it in time (tests use it).
+const MinLifetime = 5 * time.Second
+
+// Options says where the PKI is and how server certificates are made.
+type Options struct {
+	Layout     pki.Layout
+	Lifetime   time.Duration // of each certificate issued here; at least a minute
+	Registerer prometheus.Registerer
+	Log        *slog.Logger
 }
 
-// staticCerts serves pg-backup-api.crt/.key as they are, for a host whose
+// Validate checks the options; the error names the field.
+func (o *Options) Validate() error {
+	switch {
+	case o.Lifetime < MinLifetime:
+		return &proxy.FieldError{Field: "Lifetime", Msg: fmt.Sprintf("%s is too short: at least %s", o.Lifetime, MinLifetime)}
+	case o.Registerer == nil:
+		return &proxy.FieldError{Field: "Registerer", Msg: "no metrics registry"}
+	case o.Log == nil:
+		return &proxy.FieldError{Field: "Log", Msg: "no logger"}
+	}
+	return nil
+}
+
+// Open returns the server certificate source for the PKI in o.Layout:
+// Managed where the intermediate's key is on this host, else Static.
+// A private key that others can read is refused, as ssh does.
+func Open(ctx context.Context, o Options) (proxy.CertSource, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	for _, key := range []string{o.Layout.ServerKey(), o.Layout.IntermediateKey()} {
+		if err := pki.CheckKeyMode(key); err != nil {
+			return nil, err
+		}
+	}
+	signer, err := pki.LoadServerSigner(o.Layout)
+	switch {
+	case err == nil:
+		return newManaged(ctx, o, signer)
+	case errors.Is(err, pki.ErrNoCAKey):
+		s, err := NewStatic(o.Layout)
+		if err == nil {
+			o.Log.Info("no CA key on this host: serving pg-backup-api.crt as it is; renew it where the CA is and send SIGHUP", "cert", o.Layout.ServerCert())
+		}
+		return s, err
+	}
+	return nil, err
+}
+
+// Static serves pg-backup-api.crt/.key as they are, for a host whose
 // PKI was adopted without the CA key. SIGHUP reloads them.
-type staticCerts struct {
+type Static struct {
 	layout pki.Layout
 	cert   atomic.Pointer[tls.Certificate]
 }
 
-func newStaticCerts(l pki.Layout) (*staticCerts, error) {
-	s := &staticCerts{layout: l}
+// NewStatic loads pg-backup-api.crt/.key and checks that they chain to
+// root.crt for server use.
+func NewStatic(l pki.Layout) (*Static, error) {
+	s := &Static{layout: l}
 	return s, s.Reload()
 }
 
-func (s *staticCerts) Reload() error {
+// Reload reads the pair again; on error the one served stays.
+func (s *Static) Reload() error {
 	cert, err := tls.LoadX509KeyPair(s.layout.ServerCert(), s.layout.ServerKey())
 	if err != nil {
 		return fmt.Errorf("loading the server certificate: %w", err)
@@ -66,33 +123,39 @@ func (s *staticCerts) Reload() error {
 	return nil
 }
 
-func (s *staticCerts) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+// GetCertificate serves the pair.
+func (s *Static) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return s.cert.Load(), nil
 }
 
-func (s *staticCerts) Leaf() (*x509.Certificate, error) { return s.cert.Load().Leaf, nil }
+// Leaf is the certificate served.
+func (s *Static) Leaf() (*x509.Certificate, error) { return s.cert.Load().Leaf, nil }
 
-func (s *staticCerts) Lifetime() time.Duration {
-	leaf := s.cert.Load().Leaf
-	return leaf.NotAfter.Sub(leaf.NotBefore)
-}
-
-func (s *staticCerts) Stop() {}
-
-// managedCerts has certmagic obtain and renew the server certificate from
+// Managed has certmagic obtain and renew the server certificate from
 // the intermediate (through intermediateIssuer), keep it in the state
 // directory, and copy each new one to pg-backup-api.crt/.key.
-type managedCerts struct {
+type Managed struct {
 	cache    *certmagic.Cache
 	magic    *certmagic.Config
 	subject  string
-	lifetime time.Duration
+	renewals *prometheus.CounterVec
 }
 
-// newManagedCerts obtains a certificate if none is stored yet; renewals
-// then happen in the background at a third of the lifetime left.
-func newManagedCerts(ctx context.Context, l pki.Layout, signer *pki.ServerSigner, lifetime time.Duration, keyType pki.KeyType, m *metrics, log *slog.Logger) (*managedCerts, error) {
-	mc := &managedCerts{subject: primaryName(signer), lifetime: lifetime}
+// newManaged obtains a certificate if none is stored yet; renewals then
+// happen in the background at a third of the lifetime left.
+func newManaged(ctx context.Context, o Options, signer *pki.ServerSigner) (*Managed, error) {
+	l, lifetime, log := o.Layout, o.Lifetime, o.Log
+	meta, err := pki.ReadMeta(l)
+	if err != nil {
+		return nil, err
+	}
+	mc := &Managed{subject: primaryName(signer), renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pgbapi_proxy_server_cert_renewals_total",
+		Help: "Server certificates obtained from the intermediate, by result (ok, failed).",
+	}, []string{"result"})}
+	if err := o.Registerer.Register(mc.renewals); err != nil {
+		return nil, fmt.Errorf("registering the renewal metric: %w", err)
+	}
 	zlog := zap.New(newSlogCore(log.With("component", "certmagic")))
 	mc.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return mc.magic, nil },
@@ -105,7 +168,7 @@ func newManagedCerts(ctx context.Context, l pki.Layout, signer *pki.ServerSigner
 	mc.magic = certmagic.New(mc.cache, certmagic.Config{
 		RenewalWindowRatio: 1.0 / 3,
 		Issuers:            []certmagic.Issuer{issuer},
-		KeySource:          certmagic.StandardKeyGenerator{KeyType: magicKeyType(keyType)},
+		KeySource:          certmagic.StandardKeyGenerator{KeyType: magicKeyType(meta.KeyType)},
 		Storage:            &certmagic.FileStorage{Path: filepath.Join(l.StateDir, "certmagic")},
 		OCSP:               certmagic.OCSPConfig{DisableStapling: true},
 		DisableARI:         true,
@@ -113,7 +176,7 @@ func newManagedCerts(ctx context.Context, l pki.Layout, signer *pki.ServerSigner
 		FallbackServerName: mc.subject,
 		Logger:             zlog,
 		OnEvent: func(ctx context.Context, event string, data map[string]any) error {
-			mc.onEvent(ctx, l, event, data, m, log)
+			mc.onEvent(ctx, l, event, data, log)
 			return nil
 		},
 	})
@@ -126,7 +189,7 @@ func newManagedCerts(ctx context.Context, l pki.Layout, signer *pki.ServerSigner
 
 // onEvent logs obtained and failed certificates, counts them, and copies
 // each new certificate to the TPA directory.
-func (mc *managedCerts) onEvent(ctx context.Context, l pki.Layout, event string, data map[string]any, m *metrics, log *slog.Logger) {
+func (mc *Managed) onEvent(ctx context.Context, l pki.Layout, event string, data map[string]any, log *slog.Logger) {
 	renewal, _ := data["renewal"].(bool)
 	switch event {
 	case "cert_obtained":
@@ -136,15 +199,15 @@ func (mc *managedCerts) onEvent(ctx context.Context, l pki.Layout, event string,
 		if err != nil {
 			log.Error("server certificate obtained but not copied to the TPA directory", "err", err)
 		}
-		m.renewals.WithLabelValues(resultLabel(err)).Inc()
+		mc.renewals.WithLabelValues(resultLabel(err)).Inc()
 		log.Info("server certificate obtained", "renewal", renewal, "copied_to", l.ServerCert())
 	case "cert_failed":
-		m.renewals.WithLabelValues("failed").Inc()
+		mc.renewals.WithLabelValues("failed").Inc()
 		log.Error("obtaining the server certificate failed; the current one stays in use", "renewal", renewal, "err", data["error"])
 	}
 }
 
-func (mc *managedCerts) install(ctx context.Context, l pki.Layout, certPath, keyPath string) error {
+func (mc *Managed) install(ctx context.Context, l pki.Layout, certPath, keyPath string) error {
 	certPEM, err := mc.magic.Storage.Load(ctx, certPath)
 	if err != nil {
 		return err
@@ -156,12 +219,13 @@ func (mc *managedCerts) install(ctx context.Context, l pki.Layout, certPath, key
 	return pki.InstallServerCert(l, certPEM, keyPEM, time.Now())
 }
 
-func (mc *managedCerts) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+// GetCertificate serves certmagic's current certificate.
+func (mc *Managed) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return mc.magic.GetCertificate(hello)
 }
 
 // Leaf is the newest certificate certmagic holds for the host.
-func (mc *managedCerts) Leaf() (*x509.Certificate, error) {
+func (mc *Managed) Leaf() (*x509.Certificate, error) {
 	var newest *x509.Certificate
 	for _, c := range mc.cache.AllMatchingCertificates(mc.subject) {
 		leaf := c.Leaf
@@ -181,12 +245,8 @@ func (mc *managedCerts) Leaf() (*x509.Certificate, error) {
 	return newest, nil
 }
 
-func (mc *managedCerts) Lifetime() time.Duration { return mc.lifetime }
-
-// Reload is a no-op: certmagic keeps the certificate current on its own.
-func (mc *managedCerts) Reload() error { return nil }
-
-func (mc *managedCerts) Stop() { mc.cache.Stop() }
+// Stop ends the background renewals.
+func (mc *Managed) Stop() { mc.cache.Stop() }
 
 // intermediateIssuer is the certmagic Issuer that signs with the cluster's
 // server-only intermediate. It never talks to the network.

@@ -1,0 +1,311 @@
+// Package pkisource turns the PKI's files into the proxy's trust: the
+// cluster root (root.crt), the revoked serials (the CRL the CA signs and
+// the revocation record that revoke writes on every host), and the access
+// rules. It is the one place that reads them for serve.
+//
+// It fails closed. At start, a broken input is an error. Later, an input
+// that goes missing, cannot be read, does not verify or is older than
+// one already seen (a lower CRL or record number) never widens access:
+// its last good state stays in force, and Load says so in its error.
+package pkisource
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/pgbapi/pgbapi-proxy/pki"
+	"github.com/pgbapi/pgbapi-proxy/proxy"
+)
+
+// Options says where the trust inputs are.
+type Options struct {
+	Layout pki.Layout
+	// AccessFile is the access rules file; "" for none.
+	AccessFile string
+	// AccessFileRequired makes a missing AccessFile an error at start
+	// (the operator named it); otherwise a missing file means no rules.
+	AccessFileRequired bool
+	Log                *slog.Logger
+}
+
+// Validate checks the options; the error names the field.
+func (o *Options) Validate() error {
+	switch {
+	case o.Layout.TPADir == "" || o.Layout.StateDir == "":
+		return &proxy.FieldError{Field: "Layout", Msg: "both the TPA and the state directory are needed"}
+	case o.AccessFileRequired && o.AccessFile == "":
+		return &proxy.FieldError{Field: "AccessFile", Msg: "required but not given"}
+	case o.Log == nil:
+		return &proxy.FieldError{Field: "Log", Msg: "no logger"}
+	}
+	return nil
+}
+
+// Loader reads the trust inputs and remembers the last good state of
+// each, so that a later Load can keep it.
+type Loader struct {
+	o  Options
+	mu sync.Mutex
+	// last good state of each input; nil before the first Load
+	root    *x509.Certificate
+	crl     *crlState
+	record  *recordState
+	rules   *proxy.Rules
+	started bool
+}
+
+type crlState struct {
+	number  *big.Int
+	revoked map[string]bool
+}
+
+type recordState struct {
+	number  int64
+	revoked map[string]bool
+}
+
+// New checks the options.
+func New(o Options) (*Loader, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	return &Loader{o: o}, nil
+}
+
+// Load reads every input and returns a complete Trust. On the first call
+// any broken input is an error and no Trust is returned. On later calls
+// the Trust is always complete: what failed kept its last good state, and
+// the error (for the log) says what and why.
+func (l *Loader) Load() (*proxy.Trust, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	first := !l.started
+	var errs []error
+	for _, step := range []func(bool) error{l.loadRoot, l.loadCRL, l.loadRecord, l.loadRules} {
+		if err := step(first); err != nil {
+			if first {
+				return nil, err
+			}
+			errs = append(errs, err)
+		}
+	}
+	l.started = true
+	return l.trust(), errors.Join(errs...)
+}
+
+// trust assembles the snapshot from the last good state of each input.
+func (l *Loader) trust() *proxy.Trust {
+	revoked := map[string]bool{}
+	for _, set := range []map[string]bool{l.crlRevoked(), l.recordRevoked()} {
+		for s := range set {
+			revoked[s] = true
+		}
+	}
+	return &proxy.Trust{Roots: []*x509.Certificate{l.root}, Revoked: revoked, Rules: l.rules, Describe: l.describe(len(revoked))}
+}
+
+func (l *Loader) crlRevoked() map[string]bool {
+	if l.crl == nil {
+		return nil
+	}
+	return l.crl.revoked
+}
+
+func (l *Loader) recordRevoked() map[string]bool {
+	if l.record == nil {
+		return nil
+	}
+	return l.record.revoked
+}
+
+func (l *Loader) describe(revoked int) string {
+	parts := []string{fmt.Sprintf("root %q", l.root.Subject.CommonName), fmt.Sprintf("%d revoked", revoked)}
+	if l.crl != nil {
+		parts = append(parts, fmt.Sprintf("CRL %s number %s", l.o.Layout.CRL(), l.crl.number))
+	}
+	if l.record != nil {
+		parts = append(parts, fmt.Sprintf("revocation record %s number %d", recordPath(l.o.Layout), l.record.number))
+	}
+	if l.rules != nil {
+		parts = append(parts, fmt.Sprintf("access rules %s (%d names)", l.rules.Path(), l.rules.Len()))
+	} else {
+		parts = append(parts, "no access rules: every valid certificate may do everything")
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (l *Loader) loadRoot(bool) error {
+	root, err := pki.LoadCert(l.o.Layout.RootCert())
+	if err != nil {
+		return fmt.Errorf("the cluster root: %w (the last good root stays in force)", err)
+	}
+	if !root.IsCA {
+		return fmt.Errorf("the cluster root %s is not a CA certificate (the last good root stays in force)", l.o.Layout.RootCert())
+	}
+	l.root = root
+	return nil
+}
+
+// loadCRL reads the CRL in the state directory. Missing at start: nothing
+// revoked by it. Missing later, broken, not signed by the root or older
+// than the newest seen: the last good one stays.
+func (l *Loader) loadCRL(first bool) error {
+	path := l.o.Layout.CRL()
+	number, revoked, err := readCRL(path, l.root)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && l.crl == nil:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("the CRL %s is gone; the last one (number %s, %d revoked) stays in force", path, l.crl.number, len(l.crl.revoked))
+	case err != nil && first:
+		return fmt.Errorf("the CRL: %w", err)
+	case err != nil:
+		return fmt.Errorf("the CRL: %w; the last good one stays in force", err)
+	case l.crl != nil && number.Cmp(l.crl.number) < 0:
+		return fmt.Errorf("the CRL %s has number %s, older than number %s already in force: refused (a CRL is never rolled back)", path, number, l.crl.number)
+	}
+	l.crl = &crlState{number: number, revoked: revoked}
+	return nil
+}
+
+// readCRL reads a PEM CRL and checks that root signed it.
+func readCRL(path string, root *x509.Certificate) (*big.Int, map[string]bool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "X509 CRL" {
+		return nil, nil, fmt.Errorf("%s holds no PEM X509 CRL", path)
+	}
+	crl, err := x509.ParseRevocationList(block.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := crl.CheckSignatureFrom(root); err != nil {
+		return nil, nil, fmt.Errorf("%s is not signed by the cluster root: %w", path, err)
+	}
+	number := crl.Number
+	if number == nil {
+		number = new(big.Int)
+	}
+	revoked := make(map[string]bool, len(crl.RevokedCertificateEntries))
+	for _, e := range crl.RevokedCertificateEntries {
+		revoked[pki.SerialHex(&x509.Certificate{SerialNumber: e.SerialNumber})] = true
+	}
+	return number, revoked, nil
+}
+
+// loadRecord reads the revocation record revoke writes (with or without
+// the CA key on the host), with the same rules as the CRL.
+func (l *Loader) loadRecord(first bool) error {
+	path := recordPath(l.o.Layout)
+	rec, err := readRecord(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && l.record == nil:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("the revocation record %s is gone; the last one (number %d, %d revoked) stays in force", path, l.record.number, len(l.record.revoked))
+	case err != nil && first:
+		return fmt.Errorf("the revocation record: %w", err)
+	case err != nil:
+		return fmt.Errorf("the revocation record: %w; the last good one stays in force", err)
+	case l.record != nil && rec.Number < l.record.number:
+		return fmt.Errorf("the revocation record %s has number %d, older than number %d already in force: refused", path, rec.Number, l.record.number)
+	}
+	revoked := make(map[string]bool, len(rec.Revoked))
+	for _, e := range rec.Revoked {
+		revoked[normalSerial(e.Serial)] = true
+	}
+	l.record = &recordState{number: rec.Number, revoked: revoked}
+	return nil
+}
+
+// loadRules reads the access rules. A file the operator named must exist
+// at start; a file that existed and goes missing or breaks later keeps
+// the last good rules.
+func (l *Loader) loadRules(first bool) error {
+	if l.o.AccessFile == "" {
+		return nil
+	}
+	rules, err := LoadRules(l.o.AccessFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && first && l.o.AccessFileRequired:
+		return fmt.Errorf("the access rules file %s does not exist (it was named explicitly; create it, or leave the setting out to allow every valid certificate everything)", l.o.AccessFile)
+	case errors.Is(err, fs.ErrNotExist) && l.rules == nil:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("the access rules file %s is gone; the last good rules (%d names) stay in force", l.o.AccessFile, l.rules.Len())
+	case err != nil && first:
+		return err
+	case err != nil:
+		return fmt.Errorf("%w; the last good rules stay in force", err)
+	}
+	l.rules = rules
+	return nil
+}
+
+// LoadRules reads the rules file at path; a missing file is an error
+// wrapping fs.ErrNotExist.
+func LoadRules(path string) (*proxy.Rules, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading access rules: %w", err)
+	}
+	defer f.Close()
+	return proxy.ParseRules(path, f)
+}
+
+// files are the inputs Watch looks at.
+func (l *Loader) files() []string {
+	fs := []string{l.o.Layout.RootCert(), l.o.Layout.CRL(), recordPath(l.o.Layout)}
+	if l.o.AccessFile != "" {
+		fs = append(fs, l.o.AccessFile)
+	}
+	sort.Strings(fs)
+	return fs
+}
+
+// recordFile is the revocation record's shape (revoked.json in the state
+// directory): every revoked serial, and a number that grows with each
+// write.
+type recordFile struct {
+	Number  int64 `json:"number"`
+	Revoked []struct {
+		Serial string `json:"serial"`
+	} `json:"revoked"`
+}
+
+func recordPath(l pki.Layout) string { return filepath.Join(l.StateDir, "revoked.json") }
+
+func readRecord(path string) (*recordFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rec recordFile
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &rec, nil
+}
+
+// normalSerial writes a serial as SerialHex does.
+func normalSerial(s string) string {
+	s = strings.TrimLeft(strings.ToUpper(strings.ReplaceAll(s, ":", "")), "0")
+	if len(s)%2 == 1 {
+		s = "0" + s
+	}
+	return s
+}

@@ -1,0 +1,199 @@
+package pkisource
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pgbapi/pgbapi-proxy/pki"
+	"github.com/pgbapi/pgbapi-proxy/pki/pkitest"
+	"github.com/pgbapi/pgbapi-proxy/proxy"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fixture is a TPA and state directory holding a pkitest CA's root.
+type fixture struct {
+	layout pki.Layout
+	ca     *pkitest.CA
+	access string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := &fixture{layout: pki.Layout{TPADir: filepath.Join(dir, "tpa"), StateDir: filepath.Join(dir, "state")},
+		ca: pkitest.NewCA(t, "test"), access: filepath.Join(dir, "access")}
+	require.NoError(t, os.MkdirAll(f.layout.TPADir, 0o755))
+	require.NoError(t, os.MkdirAll(f.layout.StateDir, 0o700))
+	f.write(t, f.layout.RootCert(), f.ca.CertPEM())
+	return f
+}
+
+func (f *fixture) write(t *testing.T, path string, data []byte) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path+".tmp", data, 0o644))
+	require.NoError(t, os.Rename(path+".tmp", path))
+}
+
+func (f *fixture) loader(t *testing.T, required bool) *Loader {
+	t.Helper()
+	l, err := New(Options{Layout: f.layout, AccessFile: f.access, AccessFileRequired: required,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	return l
+}
+
+func (f *fixture) record(t *testing.T, number int64, serials ...string) {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteString(`{"number":` + itoa(number) + `,"revoked":[`)
+	for i, s := range serials {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(`{"serial":"` + s + `"}`)
+	}
+	b.WriteString("]}")
+	f.write(t, recordPath(f.layout), b.Bytes())
+}
+
+// Every trust input fails closed: once loaded, an input that goes missing,
+// breaks, or is replaced by an older one keeps its last good state, and
+// the error says so. Nothing ever widens access.
+func TestTrustInputsFailClosed(t *testing.T) {
+	f := newFixture(t)
+	pem := f.ca.Client(t, "pem")
+	old := f.ca.Client(t, "old")
+	pemSerial, oldSerial := pki.SerialHex(pem.Leaf), pki.SerialHex(old.Leaf)
+	f.write(t, f.layout.CRL(), f.ca.CRL(t, 5, pem.Leaf.SerialNumber))
+	f.record(t, 7, pemSerial)
+	f.write(t, f.access, []byte("pem read\n* none\n"))
+	l := f.loader(t, true)
+	trust, err := l.Load()
+	require.NoError(t, err)
+	require.True(t, trust.IsRevoked(pemSerial))
+	require.False(t, trust.Rules.Check("other", "GET", "/status", nil).Allowed)
+
+	attacks := []struct {
+		name   string
+		do     func(t *testing.T)
+		undo   func(t *testing.T)
+		errHas string
+	}{
+		{"CRL deleted", func(t *testing.T) { require.NoError(t, os.Remove(f.layout.CRL())) },
+			func(t *testing.T) { f.write(t, f.layout.CRL(), f.ca.CRL(t, 5, pem.Leaf.SerialNumber)) }, "is gone"},
+		{"older CRL copied over", func(t *testing.T) { f.write(t, f.layout.CRL(), f.ca.CRL(t, 4)) },
+			func(t *testing.T) { f.write(t, f.layout.CRL(), f.ca.CRL(t, 5, pem.Leaf.SerialNumber)) }, "older than number 5"},
+		{"CRL of another CA", func(t *testing.T) { f.write(t, f.layout.CRL(), pkitest.NewCA(t, "x").CRL(t, 9)) },
+			func(t *testing.T) { f.write(t, f.layout.CRL(), f.ca.CRL(t, 5, pem.Leaf.SerialNumber)) }, "not signed by the cluster root"},
+		{"CRL garbage", func(t *testing.T) { f.write(t, f.layout.CRL(), []byte("garbage")) },
+			func(t *testing.T) { f.write(t, f.layout.CRL(), f.ca.CRL(t, 5, pem.Leaf.SerialNumber)) }, "no PEM X509 CRL"},
+		{"record deleted", func(t *testing.T) { require.NoError(t, os.Remove(recordPath(f.layout))) },
+			func(t *testing.T) { f.record(t, 7, pemSerial) }, "is gone"},
+		{"older record", func(t *testing.T) { f.record(t, 6) }, func(t *testing.T) { f.record(t, 7, pemSerial) }, "older than number 7"},
+		{"rules deleted", func(t *testing.T) { require.NoError(t, os.Remove(f.access)) },
+			func(t *testing.T) { f.write(t, f.access, []byte("pem read\n* none\n")) }, "last good rules"},
+		{"rules unreadable", func(t *testing.T) {
+			require.NoError(t, os.Remove(f.access))
+			require.NoError(t, os.Mkdir(f.access, 0o700))
+		},
+			func(t *testing.T) {
+				require.NoError(t, os.Remove(f.access))
+				f.write(t, f.access, []byte("pem read\n* none\n"))
+			}, "last good rules"},
+		{"rules broken", func(t *testing.T) { f.write(t, f.access, []byte("* al\n")) },
+			func(t *testing.T) { f.write(t, f.access, []byte("pem read\n* none\n")) }, "unknown grant"},
+		{"root gone", func(t *testing.T) { require.NoError(t, os.Remove(f.layout.RootCert())) },
+			func(t *testing.T) { f.write(t, f.layout.RootCert(), f.ca.CertPEM()) }, "last good root"},
+	}
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) {
+			a.do(t)
+			got, err := l.Load()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), a.errHas)
+			assert.True(t, got.IsRevoked(pemSerial), "pem stays revoked")
+			assert.False(t, got.Rules.Check("other", "GET", "/status", nil).Allowed, "the rules stay")
+			require.Len(t, got.Roots, 1)
+			assert.Equal(t, f.ca.Cert.Raw, got.Roots[0].Raw)
+			a.undo(t)
+			_, err = l.Load()
+			require.NoError(t, err)
+		})
+	}
+
+	// Newer inputs are taken: revocations grow, rules change.
+	f.write(t, f.layout.CRL(), f.ca.CRL(t, 8, pem.Leaf.SerialNumber, old.Leaf.SerialNumber))
+	f.write(t, f.access, []byte("pem read\nother read\n"))
+	got, err := l.Load()
+	require.NoError(t, err)
+	assert.True(t, got.IsRevoked(oldSerial))
+	assert.True(t, got.Rules.Check("other", "GET", "/status", nil).Allowed)
+	assert.Contains(t, got.Describe, "number 8")
+}
+
+// At start a broken input is an error, and a rules file the operator
+// named must exist; the default one may be absent (no rules, as Apache).
+func TestFirstLoadRefusesBrokenInputs(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		setup    func(t *testing.T, f *fixture)
+		required bool
+		errHas   string
+	}{
+		{"named rules file missing", func(*testing.T, *fixture) {}, true, "does not exist (it was named explicitly"},
+		{"rules broken", func(t *testing.T, f *fixture) { f.write(t, f.access, []byte("pem reed\n")) }, false, `unknown grant "reed"`},
+		{"CRL garbage", func(t *testing.T, f *fixture) { f.write(t, f.layout.CRL(), []byte("x")) }, false, "no PEM X509 CRL"},
+		{"record garbage", func(t *testing.T, f *fixture) { f.write(t, recordPath(f.layout), []byte("{")) }, false, "revocation record"},
+		{"no root", func(t *testing.T, f *fixture) { require.NoError(t, os.Remove(f.layout.RootCert())) }, false, "root.crt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			tc.setup(t, f)
+			trust, err := f.loader(t, tc.required).Load()
+			require.Error(t, err)
+			assert.Nil(t, trust)
+			assert.Contains(t, err.Error(), tc.errHas)
+		})
+	}
+	f := newFixture(t)
+	trust, err := f.loader(t, false).Load()
+	require.NoError(t, err)
+	assert.Nil(t, trust.Rules, "a default rules file that does not exist: no rules")
+	assert.Contains(t, trust.Describe, "no access rules")
+	var _ *proxy.Trust = trust
+}
+
+// Watch publishes a change within its interval, and a broken change
+// publishes the last good state.
+func TestWatchPublishesChanges(t *testing.T) {
+	f := newFixture(t)
+	f.write(t, f.access, []byte("pem read\n"))
+	l := f.loader(t, true)
+	_, err := l.Load()
+	require.NoError(t, err)
+	got := make(chan *proxy.Trust, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.Watch(ctx, 20*time.Millisecond, func(tr *proxy.Trust) error { got <- tr; return nil })
+	f.write(t, f.access, []byte("pem read\nops all\n"))
+	select {
+	case tr := <-got:
+		assert.True(t, tr.Rules.Check("ops", "POST", "/operations", nil).Allowed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change published")
+	}
+	require.NoError(t, os.Remove(f.access))
+	select {
+	case tr := <-got:
+		assert.True(t, tr.Rules.Check("ops", "POST", "/operations", nil).Allowed, "a deleted file keeps the last good rules")
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change published")
+	}
+}

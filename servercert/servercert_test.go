@@ -1,0 +1,97 @@
+package servercert
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgbapi/pgbapi-proxy/pki"
+	"github.com/pgbapi/pgbapi-proxy/proxy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func newPKI(t *testing.T) pki.Layout {
+	t.Helper()
+	dir := t.TempDir()
+	l := pki.Layout{TPADir: filepath.Join(dir, "tpa"), StateDir: filepath.Join(dir, "state")}
+	_, err := pki.Init(pki.InitOptions{Layout: l, Cluster: "test", Hostnames: []string{"localhost"}, KeyType: pki.ECDSAP256, ServerDays: 90, ClientDays: 365})
+	require.NoError(t, err)
+	return l
+}
+
+func options(l pki.Layout, lifetime time.Duration) Options {
+	return Options{Layout: l, Lifetime: lifetime, Registerer: prometheus.NewRegistry(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+func serial(t *testing.T, src proxy.CertSource) string {
+	t.Helper()
+	leaf, err := src.Leaf()
+	require.NoError(t, err)
+	return pki.SerialHex(leaf)
+}
+
+// The managed certificate renews at a third of its lifetime left, and
+// each new one is copied to pg-backup-api.crt for operators.
+func TestManagedRenews(t *testing.T) {
+	l := newPKI(t)
+	o := options(l, 6*time.Second)
+	src, err := Open(context.Background(), o)
+	require.NoError(t, err)
+	m, ok := src.(*Managed)
+	require.True(t, ok, "the CA key is here: managed")
+	defer m.Stop()
+	first := serial(t, src)
+	got, err := src.GetCertificate(&tls.ClientHelloInfo{ServerName: "localhost"})
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	require.Eventually(t, func() bool { return serial(t, src) != first }, 15*time.Second, 100*time.Millisecond, "renewed")
+	require.Eventually(t, func() bool {
+		certs, err := pki.LoadCerts(l.ServerCert())
+		return err == nil && pki.SerialHex(certs[0]) == serial(t, src)
+	}, 5*time.Second, 50*time.Millisecond, "copied to the TPA directory")
+	assert.GreaterOrEqual(t, testutil.ToFloat64(m.renewals.WithLabelValues("ok")), 1.0)
+}
+
+// Without the CA key the files are served as they are; SIGHUP reloads
+// them, and a broken file keeps the one served.
+func TestStaticReloadKeepsTheLastGoodPair(t *testing.T) {
+	l := newPKI(t)
+	require.NoError(t, os.Remove(l.IntermediateKey()))
+	src, err := Open(context.Background(), options(l, time.Hour))
+	require.NoError(t, err)
+	s, ok := src.(*Static)
+	require.True(t, ok)
+	first := serial(t, s)
+	require.NoError(t, os.WriteFile(l.ServerCert(), []byte("garbage"), 0o644))
+	require.Error(t, s.Reload())
+	assert.Equal(t, first, serial(t, s))
+}
+
+// Keys others can read are refused, with the chmod that fixes it; so are
+// options that cannot work.
+func TestOpenRefuses(t *testing.T) {
+	l := newPKI(t)
+	require.NoError(t, os.Chmod(l.ServerKey(), 0o644))
+	_, err := Open(context.Background(), options(l, time.Hour))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "chmod 600 "+l.ServerKey())
+	require.NoError(t, os.Chmod(l.ServerKey(), 0o600))
+
+	_, err = Open(context.Background(), options(l, time.Second))
+	var fe *proxy.FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "Lifetime", fe.Field)
+
+	_, err = Open(context.Background(), options(pki.Layout{TPADir: t.TempDir(), StateDir: t.TempDir()}, time.Hour))
+	require.Error(t, err)
+	assert.True(t, strings.Contains(err.Error(), "run 'pgbapi-proxy init' first"), err.Error())
+}
