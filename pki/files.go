@@ -136,15 +136,15 @@ func EnsureDir(dir string) error {
 		return nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return err
+		return needsRoot(err)
 	}
 	// Parents such as /etc/tpa are ordinary directories others traverse;
 	// only the directory itself is private.
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("creating directory %q: %w", filepath.Dir(dir), err)
+		return needsRoot(fmt.Errorf("creating directory %q: %w", filepath.Dir(dir), err))
 	}
 	if err := os.Mkdir(dir, DirMode); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("creating directory %q: %w", dir, err)
+		return needsRoot(fmt.Errorf("creating directory %q: %w", dir, err))
 	}
 	return nil
 }

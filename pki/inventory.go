@@ -158,7 +158,7 @@ func withLock(l Layout, fn func() error) error {
 		f, err = os.Open(l.Lock())
 	}
 	if err != nil {
-		return fmt.Errorf("locking the state directory: %w", err)
+		return needsRoot(fmt.Errorf("locking the state directory: %w", err))
 	}
 	defer f.Close()
 	for {

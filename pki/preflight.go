@@ -23,7 +23,7 @@ func probeWrite(dir string) error {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return fmt.Errorf("cannot write into %q: %w", dir, err)
+		return needsRoot(fmt.Errorf("cannot write into %q: %w", dir, err))
 	}
 	name := f.Name()
 	f.Close()

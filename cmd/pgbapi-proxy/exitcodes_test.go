@@ -121,7 +121,11 @@ func TestErrorsSayRunAsRoot(t *testing.T) {
 	data, err := os.ReadFile(binary)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(bin, data, 0o755))
-	for _, args := range [][]string{d.flags("list"), d.flags("issue-client", "--name", "x")} {
+	fresh := newDirs(t)
+	for _, args := range [][]string{
+		d.flags("list"), d.flags("issue-client", "--name", "x"), d.flags("show", "pem"), d.flags("revoke", "--name", "pem"),
+		fresh.flags("init", "--cluster-name", "c", "--hostname", "h"),
+	} {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = cleanEnv()
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
