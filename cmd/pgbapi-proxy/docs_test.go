@@ -64,37 +64,75 @@ COMP_WORDS=(pgbapi-proxy init --server-); COMP_CWORD=2; _pgbapi_proxy; echo "${C
 	requireOneLineError(t, cli(t, nil, "completion", "tcsh"), 2, "bash, zsh or fish")
 }
 
-// zsh: the script parses (zsh -n), and asked for the completions of a
-// command line it hands zsh's completion system the right specs (the
-// system's functions are stood in for, to print what they are given).
+// zsh: the script parses (zsh -n), and an interactive zsh (driven through
+// a pseudo-terminal with zpty) lists the right values on Tab Tab.
 func TestZshCompletion(t *testing.T) {
 	r := cli(t, nil, "completion", "zsh")
 	requireOK(t, r)
 	needs.Command(t, "zsh", "zsh")
-	script := filepath.Join(t.TempDir(), "_pgbapi-proxy")
+	dir := t.TempDir()
+	script := filepath.Join(dir, "_pgbapi-proxy")
 	require.NoError(t, os.WriteFile(script, []byte(r.stdout), 0o644))
 	out, err := exec.Command("zsh", "-n", script).CombinedOutput()
 	require.NoError(t, err, "zsh -n: %s", out)
-	out, err = exec.Command("zsh", "-f", "-c", `_arguments() { print -rl -- "$@" }
-_describe() { print -rl -- "${(@P)4}" }
-compdef() { print -r -- "compdef $*" }
-source `+script+`
-words=(pgbapi-proxy is); CURRENT=2; _pgbapi_proxy
-words=(pgbapi-proxy init --key-type ""); CURRENT=4; _pgbapi_proxy
-words=(pgbapi-proxy serve --log-format ""); CURRENT=4; _pgbapi_proxy`).CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	for _, want := range []string{
-		"compdef _pgbapi_proxy pgbapi-proxy",
-		"issue-client:issue a client certificate (NAME.crt/.key) signed by the cluster CA",
-		`show:show one certificate\: its inventory entry, subject, SANs, issuer, fingerprint and files`,
-		"--key-type[key type]:key-type:(ecdsa-p256 ecdsa-p384 rsa-2048 rsa-4096)",
-		"*--hostname[host name for the server certificate]:hostname: ",
-		"--tpa-dir[directory of the certificates operators use]:directory:_files -/",
-		"--log-format[log format]:log-format:(text json)",
-		"--log-level[log level]:log-level:(debug info warn error)",
+
+	for line, want := range map[string][]string{
+		"pgbapi-proxy init --key-type ":   {"ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-4096"},
+		"pgbapi-proxy serve --log-level ": {"debug", "info", "warn", "error"},
+		"pgbapi-proxy completion ":        {"bash", "zsh", "fish"},
+		"pgbapi-proxy s":                  {"serve", "show", "status"},
+		"pgbapi-proxy init --server-":     {"cert-days"}, // the one match is inserted
 	} {
-		assert.Contains(t, string(out), want+"\n")
+		t.Run(line, func(t *testing.T) {
+			t.Parallel()
+			got := zshComplete(t, dir, line)
+			for _, w := range want {
+				assert.Regexp(t, `(^|\s)`+regexp.QuoteMeta(w)+`(\s|$)`, got, "%q", line)
+			}
+			assert.NotContains(t, got, "--server-days", "the deprecated name is not offered")
+		})
 	}
+}
+
+var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]|[\r\x07]`)
+
+// zshComplete types line and Tab Tab into an interactive zsh whose fpath
+// holds dir, and returns what the terminal showed after the line.
+func zshComplete(t *testing.T, dir, line string) string {
+	t.Helper()
+	work := t.TempDir()
+	capture := filepath.Join(work, "capture.zsh")
+	require.NoError(t, os.WriteFile(capture, []byte(`zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "PROMPT='> '; RPROMPT=''; fpath=(`+dir+` \$fpath); autoload -Uz compinit; compinit -u -d `+work+`/.zcompdump"
+zpty -w z 'setopt autolist; unsetopt listambiguous listbeep; zstyle ":completion:*" menu no'
+zpty -w z 'echo READY-$((40+2))'
+out=''
+for i in {1..100}; do
+	while zpty -r -t z chunk; do out+=$chunk; done
+	[[ $out == *READY-42* ]] && break
+	sleep 0.1
+done
+zpty -n -w z "$1"$'\t\t'
+out='' idle=0
+for i in {1..300}; do
+	if zpty -r -t z chunk; then
+		out+=$chunk idle=0
+	else
+		(( idle++ ))
+		[[ -n $out && idle -ge 30 ]] && break
+		sleep 0.1
+	fi
+done
+zpty -d z
+print -r -- "$out"
+`), 0o644))
+	out, err := exec.Command("zsh", "-f", capture, line).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	text := ansiEscape.ReplaceAllString(string(out), " ")
+	i := strings.Index(text, line)
+	require.GreaterOrEqual(t, i, 0, "zsh never showed %q: %q", line, text)
+	return text[i:]
 }
 
 // fish: the script parses (fish -n), and fish itself completes with it.
