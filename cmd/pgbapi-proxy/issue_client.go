@@ -39,7 +39,7 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 		owner := fs.String("owner", "", "give the files to USER[:GROUP] (the service that uses them)")
 		renew := fs.Bool("renew", false, "replace an existing certificate and key of that name")
 		keyType := fs.String("key-type", "", keyTypeUsage()+" (default: the type init used)")
-		bundle := fs.String("bundle", "", "also write a hand-over bundle FILE.tar.gz: cert, key, root.crt and a README with the curl and Python settings")
+		bundle := fs.String("bundle", "", "also write a hand-over bundle FILE.tar.gz: cert, key (none with --csr), root.crt and a README with the curl and Python settings")
 		bundleDir := fs.String("bundle-dir", "", "also write the hand-over bundle's files into this new directory")
 		asJSON := fs.Bool("json", false, "print JSON (see README, Machine-readable output)")
 		csrFile := fs.String("csr", "", "sign this PKCS#10 request (PEM or DER) instead of making a key: only NAME.crt is written")
@@ -50,15 +50,9 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 			if *name == "" {
 				return usagef("issue-client needs --name NAME")
 			}
-			var csr []byte
-			if *csrFile != "" {
-				if *keyType != "" {
-					return usagef("--key-type and --csr do not go together: the request's key is used")
-				}
-				var err error
-				if csr, err = os.ReadFile(*csrFile); err != nil {
-					return fmt.Errorf("--csr: %w", err)
-				}
+			csr, err := readCSR(*csrFile, *keyType)
+			if err != nil {
+				return err
 			}
 			var kt pki.KeyType
 			if *keyType != "" {
@@ -71,16 +65,8 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 			if err != nil {
 				return err
 			}
-			// Every output is checked before anything is issued.
-			if *bundle != "" {
-				if err := pki.CheckTarGzPath(*bundle); err != nil {
-					return fmt.Errorf("--bundle: %w (nothing was issued)", err)
-				}
-			}
-			if *bundleDir != "" {
-				if err := pki.CheckBundleDir(*bundleDir); err != nil {
-					return fmt.Errorf("--bundle-dir: %w (nothing was issued)", err)
-				}
+			if err := checkBundleOutputs(*bundle, *bundleDir); err != nil {
+				return err
 			}
 			res, err := pki.IssueClient(pki.IssueOptions{
 				Layout: *layout, Name: *name, Days: *days, OutDir: *out,
@@ -100,26 +86,61 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 			if *asJSON {
 				return printIssueJSON(sio, res, *bundle, *bundleDir)
 			}
-			verb := "issued"
-			if res.Renewed {
-				verb = "renewed"
-			}
-			keyPath := res.KeyPath
-			if keyPath == "" {
-				keyPath = "(signed from " + *csrFile + ": the key stays where the request was made)"
-			}
-			fmt.Fprintf(sio.out, "%s %s: serial %s, valid until %s\n  certificate %s\n  key         %s\n",
-				verb, res.Cert.Subject.CommonName, pki.SerialHex(res.Cert), res.Cert.NotAfter.UTC().Format("2006-01-02"),
-				res.CertPath, keyPath)
-			if *bundle != "" {
-				fmt.Fprintf(sio.out, "  bundle      %s\n", *bundle)
-			}
-			if *bundleDir != "" {
-				fmt.Fprintf(sio.out, "  bundle dir  %s\n", *bundleDir)
-			}
+			printIssued(sio, res, *csrFile, *bundle, *bundleDir)
 			return nil
 		}
 	},
+}
+
+// readCSR reads --csr, which replaces --key-type: the request's key is used.
+func readCSR(file, keyType string) ([]byte, error) {
+	if file == "" {
+		return nil, nil
+	}
+	if keyType != "" {
+		return nil, usagef("--key-type and --csr do not go together: the request's key is used")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--csr: %w", err)
+	}
+	return data, nil
+}
+
+// checkBundleOutputs checks, before anything is issued, that the bundle
+// can be written where asked.
+func checkBundleOutputs(file, dir string) error {
+	if file != "" {
+		if err := pki.CheckTarGzPath(file); err != nil {
+			return fmt.Errorf("--bundle: %w (nothing was issued)", err)
+		}
+	}
+	if dir != "" {
+		if err := pki.CheckBundleDir(dir); err != nil {
+			return fmt.Errorf("--bundle-dir: %w (nothing was issued)", err)
+		}
+	}
+	return nil
+}
+
+func printIssued(sio *stdio, res *pki.Issued, csrFile, bundle, bundleDir string) {
+	verb := "issued"
+	if res.Renewed {
+		verb = "renewed"
+	}
+	keyPath := res.KeyPath
+	if keyPath == "" {
+		keyPath = "(signed from " + csrFile + ": the key stays where the request was made)"
+	}
+	fmt.Fprintf(sio.out, "%s %s: serial %s, valid until %s\n  certificate %s\n  key         %s\n",
+		verb, res.Cert.Subject.CommonName, pki.SerialHex(res.Cert), res.Cert.NotAfter.UTC().Format("2006-01-02"),
+		res.CertPath, keyPath)
+	if bundle != "" {
+		fmt.Fprintf(sio.out, "  bundle      %s\n", bundle)
+	}
+	if bundleDir != "" {
+		fmt.Fprintf(sio.out, "  bundle dir  %s\n", bundleDir)
+	}
 }
 
 // writeBundle packs what was just issued for hand-over.
