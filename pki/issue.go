@@ -40,56 +40,12 @@ var reservedNames = []string{ServerName, "root", "CA"}
 // records it in the inventory. An existing pair is only replaced with Renew,
 // and then atomically: a reader sees the old pair or the new one.
 func IssueClient(o IssueOptions) (*Issued, error) {
-	if err := CheckName("client name", o.Name); err != nil {
-		return nil, fieldError("Name", err)
-	}
-	for _, r := range reservedNames {
-		if strings.EqualFold(o.Name, r) {
-			return nil, fieldErrorf("Name", "%q is the name of a file init manages; choose another client name", o.Name)
-		}
-	}
-	if o.Days < 1 {
-		return nil, fieldErrorf("Days", "a lifetime of %d days: it must be at least 1", o.Days)
-	}
-	var csr *x509.CertificateRequest
-	var csrDNS []string
-	if o.CSR != nil {
-		if o.KeyType != "" {
-			return nil, fieldErrorf("KeyType", "a key type goes with a key made here, not with a request: its key is the requester's")
-		}
-		var err error
-		if csr, err = ParseCSR(o.CSR); err != nil {
-			return nil, fieldError("CSR", err)
-		}
-		if csrDNS, err = checkCSR(csr, o.Name); err != nil {
-			return nil, fieldError("CSR", err)
-		}
-	}
-	meta, err := ReadMeta(o.Layout)
+	csr, csrDNS, err := o.check()
 	if err != nil {
 		return nil, err
 	}
-	if o.KeyType == "" {
-		o.KeyType = meta.KeyType
-	}
-	if _, err := ParseKeyType(string(o.KeyType)); err != nil {
-		return nil, fieldError("KeyType", err)
-	}
-	if o.OutDir == "" {
-		o.OutDir = o.TPADir
-	}
-	if err := checkOutDir(o.OutDir); err != nil {
+	if err := o.checkOutput(); err != nil {
 		return nil, err
-	}
-	// Before anything is issued: the pair can be written, and the service
-	// it is for can reach it.
-	if err := probeWrite(o.OutDir); err != nil {
-		return nil, err
-	}
-	if o.Owner != nil {
-		if err := CheckReach(o.OutDir, *o.Owner); err != nil {
-			return nil, err
-		}
 	}
 	now := time.Now()
 	if o.Now != nil {
@@ -178,6 +134,66 @@ func IssueClient(o IssueOptions) (*Issued, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// check validates the options that need no file: the name, the lifetime
+// and the request, which it parses and checks against the client profile.
+func (o *IssueOptions) check() (*x509.CertificateRequest, []string, error) {
+	if err := CheckName("client name", o.Name); err != nil {
+		return nil, nil, fieldError("Name", err)
+	}
+	for _, r := range reservedNames {
+		if strings.EqualFold(o.Name, r) {
+			return nil, nil, fieldErrorf("Name", "%q is the name of a file init manages; choose another client name", o.Name)
+		}
+	}
+	if o.Days < 1 {
+		return nil, nil, fieldErrorf("Days", "a lifetime of %d days: it must be at least 1", o.Days)
+	}
+	if o.CSR == nil {
+		return nil, nil, nil
+	}
+	if o.KeyType != "" {
+		return nil, nil, fieldErrorf("KeyType", "a key type goes with a key made here, not with a request: its key is the requester's")
+	}
+	csr, err := ParseCSR(o.CSR)
+	if err != nil {
+		return nil, nil, fieldError("CSR", err)
+	}
+	dns, err := checkCSR(csr, o.Name)
+	if err != nil {
+		return nil, nil, fieldError("CSR", err)
+	}
+	return csr, dns, nil
+}
+
+// checkOutput fills in the defaults init recorded (key type, directory)
+// and checks, before anything is issued, that the pair can be written and
+// that its owner can reach it.
+func (o *IssueOptions) checkOutput() error {
+	meta, err := ReadMeta(o.Layout)
+	if err != nil {
+		return err
+	}
+	if o.KeyType == "" {
+		o.KeyType = meta.KeyType
+	}
+	if _, err := ParseKeyType(string(o.KeyType)); err != nil {
+		return fieldError("KeyType", err)
+	}
+	if o.OutDir == "" {
+		o.OutDir = o.TPADir
+	}
+	if err := checkOutDir(o.OutDir); err != nil {
+		return err
+	}
+	if err := probeWrite(o.OutDir); err != nil {
+		return err
+	}
+	if o.Owner != nil {
+		return CheckReach(o.OutDir, *o.Owner)
+	}
+	return nil
 }
 
 func checkOutDir(dir string) error {
