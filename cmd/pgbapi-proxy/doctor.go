@@ -59,6 +59,11 @@ Exits 0 when nothing FAILs.`,
 			if (*cert == "") != (*key == "") {
 				return usagef("--cert and --key go together")
 			}
+			for flag, addr := range map[string]string{"listen": *listen, "admin-listen": *admin} {
+				if err := checkAddr(flag, addr); err != nil {
+					return err
+				}
+			}
 			up, err := parseUpstream(*upstream) // as serve reads it
 			if err != nil {
 				return err
@@ -135,8 +140,12 @@ func applySettingsFile(fs *pflag.FlagSet, path string) ([]doctor.Result, error) 
 			continue
 		}
 		err := fs.Set(fl.Name, a.Value)
-		if err == nil && fl.Name == "upstream" {
+		switch {
+		case err != nil:
+		case fl.Name == "upstream":
 			_, err = parseUpstream(a.Value)
+		case fl.Name == "listen" || fl.Name == "admin-listen":
+			err = checkAddr(fl.Name, a.Value)
 		}
 		if err != nil {
 			out = append(out, doctor.Result{Area: "settings", Status: doctor.Fail,

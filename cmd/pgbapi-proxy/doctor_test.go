@@ -171,6 +171,14 @@ PGBAPI_PROXY_UPSTREAM_TIMEOUT=1m
 	find("proxy", "FAIL", "nothing answers on "+admin) // the quoted value was used
 	pki := find("pki", "FAIL", "no PKI")
 	assert.Equal(t, "pgbapi-proxy init --tpa-dir "+d.tpa+" --state-dir "+d.state, pki.Fix)
+
+	// An address serve would refuse is a FAIL line too, not a usage error.
+	require.NoError(t, os.WriteFile(settings, []byte("PGBAPI_PROXY_LISTEN=443\nPGBAPI_PROXY_ADMIN_LISTEN="+admin+"\n"), 0o644))
+	r = cli(t, nil, d.flags("doctor", "--hostname", "localhost", "--upstream", "http://"+closedAddr(t), "--settings-file", settings, "--json")...)
+	assert.Equal(t, 1, r.code, "stderr: %s", r.stderr)
+	lines = nil
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &lines), "stdout: %s\nstderr: %s", r.stdout, r.stderr)
+	find("settings", "FAIL", settings+`:1: PGBAPI_PROXY_LISTEN="443": --listen "443": give HOST:PORT`)
 }
 
 // A client certificate that no longer verifies gets a fix line that

@@ -64,6 +64,8 @@ func TestExitCodes(t *testing.T) {
 		{"show", empty.flags("show", "pem"), 1, "no PKI here"},
 
 		{"status", []string{"status", "--timeout", "0s"}, 2, "--timeout must be more than 0"},
+		{"status", []string{"status", "--admin-listen", "localhost"}, 2, `--admin-listen "localhost": give HOST:PORT`},
+		{"doctor", empty.flags("doctor", "--settings-file", "/dev/null", "--listen", "443"), 2, `--listen "443": give HOST:PORT`},
 		{"revoke", d.flags("revoke"), 2, "needs --name NAME or --serial SERIAL"},
 		{"revoke", d.flags("revoke", "--name", "nobody"), 1, `no client certificate named "nobody"`},
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/proxy"
@@ -29,6 +30,9 @@ expiry; otherwise prints the reason and exits 1. With --json, prints
 			if *timeout <= 0 {
 				return usagef("--timeout must be more than 0")
 			}
+			if err := checkAddr("admin-listen", *admin); err != nil {
+				return err
+			}
 			ready, err := proxy.CheckReady(ctx, *admin, *timeout)
 			if err != nil {
 				ready = proxy.Readiness{Reason: err.Error()}
@@ -45,4 +49,13 @@ expiry; otherwise prints the reason and exits 1. With --json, prints
 			return err
 		}
 	},
+}
+
+// checkAddr refuses a --flag value that is not HOST:PORT (HOST may be
+// empty, as in :443): a usage error, before anything is tried.
+func checkAddr(flag, addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return usagef("--%s %q: give HOST:PORT, e.g. 127.0.0.1:7481", flag, addr)
+	}
+	return nil
 }
