@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -273,11 +272,7 @@ func (i *intermediateIssuer) Issue(ctx context.Context, csr *x509.CertificateReq
 	if err != nil {
 		return nil, err
 	}
-	var out []byte
-	for _, c := range chain {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return &certmagic.IssuedCertificate{Certificate: out}, nil
+	return &certmagic.IssuedCertificate{Certificate: pki.EncodeCerts(chain...)}, nil
 }
 
 // IssuerKey names the storage folder; a new intermediate gets a new one.
