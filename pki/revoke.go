@@ -105,7 +105,7 @@ func Revoke(o RevokeOptions) (*Revoked, error) {
 			serial = SerialHex(cert)
 			match = func(r Record) bool { return r.Kind != KindRoot && r.Kind != KindIntermediate && r.Serial == serial }
 			if !slices.ContainsFunc(inv, match) {
-				rec := NewRecord(fileName(o.CertFile), KindClient, cert, o.CertFile, now)
+				rec := NewRecord(recordName(cert, o.CertFile), KindClient, cert, o.CertFile, now)
 				rec.Adopted = true
 				inv = append(inv, rec)
 			}
@@ -286,9 +286,13 @@ func crlIssuer(c *x509.Certificate) (*x509.Certificate, error) {
 	return &issuer, nil
 }
 
-// fileName is a certificate file's name without directory and .crt, the
-// name a certificate found in the TPA directory is recorded under.
-func fileName(path string) string {
+// recordName is the name a certificate found on disk is recorded under:
+// its CN, the name the proxy knows a client by, or when that cannot be a
+// name here, its file name without .crt.
+func recordName(cert *x509.Certificate, path string) string {
+	if cn := cert.Subject.CommonName; CheckName("client name", cn) == nil {
+		return cn
+	}
 	return strings.TrimSuffix(filepath.Base(path), ".crt")
 }
 

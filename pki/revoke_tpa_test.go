@@ -102,11 +102,13 @@ func colons(h string) string {
 func TestRevokeByCertFile(t *testing.T) {
 	f := pkitest.TPAHost(t, pkitest.Options{})
 	other := pkitest.TPAHost(t, pkitest.Options{Cluster: "other"})
+	elsewhere := pkitest.TPAHost(t, pkitest.Options{Clients: []string{"leaked"}})
 	for _, withKey := range []bool{true, false} {
 		t.Run(map[bool]string{true: "with the CA key", false: "without the CA key"}[withKey], func(t *testing.T) {
 			l := tpaLayout(t, f, withKey)
-			outside := filepath.Join(t.TempDir(), "leaked.crt")
-			data, err := os.ReadFile(f.Cert("pemagent-barman1"))
+			// Signed by the cluster CA elsewhere, never seen on this host.
+			outside := filepath.Join(t.TempDir(), "copy.crt")
+			data, err := os.ReadFile(elsewhere.Cert("leaked"))
 			require.NoError(t, err)
 			require.NoError(t, os.WriteFile(outside, data, 0o644))
 
@@ -120,7 +122,7 @@ func TestRevokeByCertFile(t *testing.T) {
 			res, err := Revoke(RevokeOptions{Layout: l, CertFile: outside})
 			require.NoError(t, err)
 			require.Len(t, res.Records, 1)
-			assert.Equal(t, "leaked", res.Records[0].Name)
+			assert.Equal(t, "leaked", res.Records[0].Name, "recorded by its CN")
 			assert.True(t, res.Records[0].Adopted)
 			inv, err := ReadInventory(l)
 			require.NoError(t, err)
