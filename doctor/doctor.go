@@ -216,7 +216,7 @@ func (r *run) chains() {
 		}
 		if len(missing) > 0 {
 			r.add("chain", Warn, fmt.Sprintf("the server certificate does not cover %s (it covers %s)", strings.Join(missing, ", "), strings.Join(append(server[0].DNSNames, ipStrings(server[0])...), ", ")),
-				"clients that connect by those names will fail; set up the PKI with those names (init --hostname) on a fresh state dir")
+				"clients that connect by those names will fail; add each with pgbapi-proxy init --hostname NAME (or --ip), which keeps every name the PKI covers")
 		}
 	}
 	recs, err := pki.ReadInventory(l)

@@ -51,6 +51,8 @@ CN=<cluster>.CA.`,
 		caKey := fs.String("ca-key", "", "the key of --ca-cert (PEM, unencrypted)")
 		serverDays := fs.Int("server-days", pki.DefaultServerDays, "lifetime of the server certificate, in days")
 		clientDays := fs.Int("client-days", pki.DefaultClientDays, "lifetime of the test client certificate, in days")
+		noTrust := fs.Bool("no-system-trust", false, "do not install the cluster CA into the system trust store")
+		trustDir := fs.String("system-trust-dir", "", "install the cluster CA into this directory instead of the system's anchors (no update command is run; for tests and staging)")
 		return func(ctx context.Context, sio *stdio, args []string) error {
 			if err := noArgs("init", args); err != nil {
 				return err
@@ -92,12 +94,31 @@ CN=<cluster>.CA.`,
 				opts.IPs = append(opts.IPs, ip)
 			}
 			steps, err := pki.Init(opts)
+			if err != nil {
+				printSteps(sio, steps)
+				return err
+			}
+			meta, err := pki.ReadMeta(*layout)
+			if err != nil {
+				printSteps(sio, steps)
+				return err
+			}
+			trusted := false
+			if !*noTrust {
+				var step pki.Step
+				step, trusted, err = installSystemTrust(*layout, meta.Cluster, *trustDir)
+				steps = append(steps, step)
+			}
 			printSteps(sio, steps)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(sio.out, "\nTest it: curl --cacert %s --cert %s --key %s https://%s/diagnose\n",
-				layout.RootCert(), layout.CertIn(layout.TPADir, pki.TestClientName), layout.KeyIn(layout.TPADir, pki.TestClientName), opts.Hostnames[0])
+			cacert := ""
+			if !trusted {
+				cacert = "--cacert " + layout.RootCert() + " "
+			}
+			fmt.Fprintf(sio.out, "\nTest it: curl %s--cert %s --key %s https://%s/diagnose\n",
+				cacert, layout.CertIn(layout.TPADir, pki.TestClientName), layout.KeyIn(layout.TPADir, pki.TestClientName), meta.Hostnames[0])
 			return nil
 		}
 	},
@@ -177,4 +198,23 @@ func clusterOfCA(paths ...string) string {
 		return ""
 	}
 	return ""
+}
+
+// installSystemTrust puts the cluster CA into the system trust store (or
+// dir), as TPA did, and reports whether clients here now trust it.
+func installSystemTrust(l pki.Layout, cluster, dir string) (pki.Step, bool, error) {
+	const what = "CA in the system trust store"
+	st := pki.DetectSystemTrust()
+	if dir != "" {
+		st = &pki.SystemTrust{Dir: dir}
+	}
+	if st == nil {
+		return pki.Step{Action: pki.Skipped, What: what, Note: "neither update-ca-certificates nor update-ca-trust is installed; curl needs --cacert root.crt"}, false, nil
+	}
+	root, err := pki.LoadCert(l.RootCert())
+	if err != nil {
+		return pki.Step{}, false, err
+	}
+	step, err := pki.InstallSystemTrust(*st, cluster, root)
+	return step, err == nil && (step.Action == pki.Created || step.Action == pki.Kept), err
 }
