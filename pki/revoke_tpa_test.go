@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pgbapi/pgbapi-proxy/pki/pkitest"
@@ -150,12 +151,20 @@ func TestRevokeByCertFile(t *testing.T) {
 				assert.NoFileExists(t, l.CRL())
 			}
 
-			// Again: harmless, and the number still grows.
+			// Again: harmless, and the number still grows. The record
+			// belongs to whoever revokes (root), even if someone else
+			// owned the file before.
+			if os.Geteuid() == 0 {
+				require.NoError(t, os.Chown(l.RevocationRecord(), 65534, 65534))
+			}
 			res2, err := Revoke(RevokeOptions{Layout: l, CertFile: outside})
 			require.NoError(t, err)
 			assert.Empty(t, res2.Records)
 			assert.Len(t, res2.Already, 1)
 			assert.Greater(t, res2.Number, res.Number)
+			info, err = os.Stat(l.RevocationRecord())
+			require.NoError(t, err)
+			assert.Equal(t, uint32(os.Geteuid()), info.Sys().(*syscall.Stat_t).Uid)
 		})
 	}
 }

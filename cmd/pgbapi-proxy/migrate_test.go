@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/pgbapi/pgbapi-proxy/pki/pkitest"
@@ -186,4 +187,47 @@ func TestDocumentedCurlWithoutCACert(t *testing.T) {
 	r := runCmd(t, exec.Command("curl", "-sS", "--max-time", "30", "--capath", t.TempDir(), "--cacert", "/dev/null", "--resolve", "barman1:"+p.port()+":127.0.0.1",
 		"--cert", filepath.Join(d.tpa, "pg-backup-user.crt"), "--key", filepath.Join(d.tpa, "pg-backup-user.key"), "https://barman1:"+p.port()+"/diagnose"))
 	assert.NotEqual(t, 0, r.code)
+}
+
+// With the CA key on the host, today's proxy already enforces the CRL that
+// revoke signs with TPA's CA (no keyUsage) for an adopted certificate, and
+// the server certificate it issues keeps every adopted name, the adopted
+// one kept as pg-backup-api.crt.old.
+func TestAdoptedCertificatesInTheRunningProxy(t *testing.T) {
+	needs.Command(t, "curl", "curl")
+	f := pkitest.TPAHost(t, pkitest.Options{ExtraDNS: []string{"barman1.example.com"}, ExtraIPs: []string{"10.1.2.3"}})
+	d := tpaDirs(t, f)
+	requireOK(t, cli(t, nil, d.flags("init", "--ca-cert", f.CACert, "--ca-key", f.CAKey)...))
+	adopted, err := os.ReadFile(filepath.Join(d.tpa, "pg-backup-api.crt"))
+	require.NoError(t, err)
+
+	_, upURL := upstream(t)
+	p := startProxy(t, d, upURL, nil)
+	curlAs := func(client, host string) result {
+		return runCmd(t, exec.Command("curl", "-sS", "--max-time", "10", "--cacert", filepath.Join(d.tpa, "root.crt"),
+			"--resolve", host+":"+p.port()+":127.0.0.1",
+			"--cert", filepath.Join(d.tpa, client+".crt"), "--key", filepath.Join(d.tpa, client+".key"),
+			"https://"+host+":"+p.port()+"/diagnose"))
+	}
+	for _, host := range []string{"barman1", "barman1.example.com"} {
+		for _, client := range []string{"pg-backup-user", "pemagent-barman1"} {
+			r := curlAs(client, host)
+			require.Equal(t, 0, r.code, "%s by %s: %s", client, host, r.stderr)
+		}
+	}
+	require.Eventually(t, func() bool {
+		old, err := os.ReadFile(filepath.Join(d.tpa, "pg-backup-api.crt.old"))
+		return err == nil && string(old) == string(adopted)
+	}, 10*time.Second, 100*time.Millisecond, "the adopted server certificate is kept as .old")
+	out := openssl(t, "x509", "-noout", "-ext", "subjectAltName", "-in", filepath.Join(d.tpa, "pg-backup-api.crt"))
+	assert.Contains(t, out, "DNS:barman1, DNS:barman1.example.com")
+	assert.Contains(t, out, "IP Address:10.1.2.3")
+
+	requireOK(t, cli(t, nil, d.flags("revoke", "--name", "pemagent-barman1")...))
+	revokedAt := time.Now()
+	require.Eventually(t, func() bool { return curlAs("pemagent-barman1", "barman1").code != 0 }, 2*time.Second, 100*time.Millisecond,
+		"the PEM agent's adopted certificate is refused within 2s")
+	assert.Less(t, time.Since(revokedAt), 2*time.Second)
+	r := curlAs("pg-backup-user", "barman1")
+	assert.Equal(t, 0, r.code, r.stderr)
 }
