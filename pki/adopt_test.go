@@ -57,6 +57,10 @@ func TestInitAdoptsATPAHost(t *testing.T) {
 			put("other-client.key", other.Key("pg-backup-user"))
 			put("other-CA.crt", other.CACert)
 			put("other-CA.key", other.CAKey)
+			if !withKey {
+				// A CA key of another cluster where TPA's would be.
+				put("CA.key", other.CAKey)
+			}
 			put("handed-out.crt", elsewhere.Cert("handed-out")) // its key is with the service
 			put("mismatched.crt", elsewhere.Cert("mismatched"))
 			put("mismatched.key", f.Key("pg-backup-user"))
@@ -87,6 +91,13 @@ func TestInitAdoptsATPAHost(t *testing.T) {
 				{"expired-agent.crt", LeftAlone, "expired on"},
 				{"junk.crt", LeftAlone, "not a certificate"},
 				{"link.crt", LeftAlone, "symbolic link is not followed"},
+			}
+			if !withKey {
+				tests = append(tests, struct {
+					file   string
+					action Action
+					note   string
+				}{"CA.key", LeftAlone, "not the key of the cluster CA CN=tpa.CA"})
 			}
 			for _, tc := range tests {
 				s := stepFor(t, steps, in(tc.file))

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -104,9 +105,12 @@ type initRun struct {
 	askedIPs   []net.IP
 }
 
-// Init creates what is missing of the PKI and keeps everything that exists:
-// no key or certificate is ever replaced. It returns what it did, file by
-// file. Running it twice changes nothing the second time.
+// Init creates what is missing of the PKI, adopts what an older setup left
+// in the TPA directory and keeps everything that exists. The only files it
+// ever replaces are the server certificate and the intermediate, when they
+// leave out a name asked for (or the server certificate expired), and then
+// the old ones stay as .old. It returns what it did, file by file. Running
+// it twice changes nothing the second time.
 func Init(o InitOptions) ([]Step, error) {
 	if o.KeyType == "" {
 		o.KeyType = DefaultKeyType
@@ -232,8 +236,12 @@ func (r *initRun) adoptOrCreateRoot() error {
 		}
 		r.root = root
 		note := "adopted without its key: this host can verify clients but not issue certificates"
-		if ok, _ := exists(l.KeyIn(l.TPADir, "CA")); ok {
-			note += fmt.Sprintf("; to issue here, run init --ca-cert %s --ca-key %s", l.CACert(), l.KeyIn(l.TPADir, "CA"))
+		if tpaKey := l.KeyIn(l.TPADir, "CA"); regularFile(tpaKey) {
+			if key, err := LoadKey(tpaKey); err == nil && KeyMatches(root, key) {
+				note += fmt.Sprintf("; to issue here, run init --ca-cert %s --ca-key %s", l.CACert(), tpaKey)
+			} else {
+				r.step(LeftAlone, "CA key", tpaKey, "not the key of the cluster CA "+root.Subject.String())
+			}
 		}
 		r.step(Kept, "cluster CA certificate", l.RootCert(), note)
 		r.record("root", KindRoot, root, l.RootCert())
@@ -656,4 +664,10 @@ func describeNames(hosts []string, ips []net.IP) string {
 		s += fmt.Sprint(" ", ips)
 	}
 	return s
+}
+
+// regularFile reports whether path is a regular file (not a symbolic link).
+func regularFile(path string) bool {
+	info, err := os.Lstat(path)
+	return err == nil && info.Mode().IsRegular()
 }
