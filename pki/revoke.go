@@ -298,19 +298,31 @@ func recordName(cert *x509.Certificate, path string) string {
 
 // lastCRLNumber is the number of the CRL in the state dir, 0 if none reads.
 func lastCRLNumber(l Layout) int64 {
-	data, err := os.ReadFile(l.CRL())
+	n, err := CRLNumber(l.CRL())
 	if err != nil {
 		return 0
 	}
+	return n
+}
+
+// CRLNumber reads the CRL Number of a PEM CRL (not its signature).
+func CRLNumber(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
 	block, _ := pem.Decode(data)
-	if block == nil {
-		return 0
+	if block == nil || block.Type != "X509 CRL" {
+		return 0, fmt.Errorf("%q holds no PEM X509 CRL", path)
 	}
 	crl, err := x509.ParseRevocationList(block.Bytes)
-	if err != nil || crl.Number == nil || !crl.Number.IsInt64() {
-		return 0
+	if err != nil {
+		return 0, fmt.Errorf("%q: %w", path, err)
 	}
-	return crl.Number.Int64()
+	if crl.Number == nil || !crl.Number.IsInt64() {
+		return 0, fmt.Errorf("%q has no CRL number that fits 64 bits", path)
+	}
+	return crl.Number.Int64(), nil
 }
 
 // LoadCRL reads a PEM CRL and checks that root signed it. It returns the

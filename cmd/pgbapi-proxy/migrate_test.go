@@ -133,6 +133,10 @@ func TestMigrateATPAHost(t *testing.T) {
 				assert.Contains(t, r.stdout, "no CRL signed: the cluster CA key is not on this host")
 			}
 			assert.FileExists(t, filepath.Join(d.state, "revoked.json"))
+			r = cli(t, nil, d.flags("doctor", "--listen", "127.0.0.1:1", "--admin-listen", "127.0.0.1:1",
+				"--upstream", "http://127.0.0.1:1", "--settings-file", "/dev/null")...)
+			assert.Regexp(t, `(?m)^ok\s+revocation\s+1 certificate\(s\) revoked, revocation record #\d+`, r.stdout)
+			assert.NotContains(t, r.stdout, "pemagent-barman1 verifies", "a revoked certificate is not checked as a client")
 		})
 	}
 }
