@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -62,8 +64,9 @@ func (s *ServerSigner) Sign(pub crypto.PublicKey, lifetime time.Duration, now ti
 }
 
 // InstallServerCert replaces pg-backup-api.crt/.key in the TPA directory
-// with a new pair (each file atomically, the key first) and records the
-// certificate in the inventory.
+// with a new pair (each file atomically, the key first), keeps the pair it
+// replaces as pg-backup-api.crt.old/.key.old, and records the certificate
+// in the inventory.
 func InstallServerCert(l Layout, certPEM, keyPEM []byte, now time.Time) error {
 	certs, err := ParseCerts(certPEM)
 	if err != nil {
@@ -77,6 +80,12 @@ func InstallServerCert(l Layout, certPEM, keyPEM []byte, now time.Time) error {
 		return fmt.Errorf("installing server certificate: the key does not belong to the certificate")
 	}
 	return withLock(l, func() error {
+		// The pair replaced stays at hand as .old (an adopted one, too).
+		for _, p := range []string{l.ServerCert(), l.ServerKey()} {
+			if err := keepOld(p); err != nil {
+				return err
+			}
+		}
 		if err := Replace(l.ServerKey(), keyPEM, KeyMode, nil); err != nil {
 			return err
 		}
@@ -85,4 +94,44 @@ func InstallServerCert(l Layout, certPEM, keyPEM []byte, now time.Time) error {
 		}
 		return addRecords(l, NewRecord(ServerName, KindServer, certs[0], l.ServerCert(), now))
 	})
+}
+
+// Reusable returns the pair in pg-backup-api.crt/.key when a proxy that
+// renews with s may serve it instead of obtaining a new one, so that init
+// and the first serve do not issue two certificates: the leaf was issued
+// by s's intermediate, covers every name s signs for, matches its key and
+// has more than renewAt of its lifetime left (certmagic renews at a third:
+// pass 1.0/3). Otherwise it returns why not, for the log.
+func (s *ServerSigner) Reusable(l Layout, renewAt float64, now time.Time) (certPEM, keyPEM []byte, why string) {
+	certPEM, err := os.ReadFile(l.ServerCert())
+	if err != nil {
+		return nil, nil, err.Error()
+	}
+	keyPEM, err = os.ReadFile(l.ServerKey())
+	if err != nil {
+		return nil, nil, err.Error()
+	}
+	certs, err := ParseCerts(certPEM)
+	if err != nil {
+		return nil, nil, err.Error()
+	}
+	key, err := ParseKey(keyPEM)
+	if err != nil {
+		return nil, nil, err.Error()
+	}
+	leaf := certs[0]
+	switch {
+	case !KeyMatches(leaf, key):
+		return nil, nil, "the key does not belong to the certificate"
+	case leaf.CheckSignatureFrom(s.Inter.Cert) != nil:
+		return nil, nil, fmt.Sprintf("not issued by the current intermediate (issuer %s)", leaf.Issuer)
+	}
+	if missing := missingNames(leaf, s.Hostnames, s.IPs); len(missing) > 0 {
+		return nil, nil, "it does not cover " + strings.Join(missing, ", ")
+	}
+	lifetime := leaf.NotAfter.Sub(leaf.NotBefore)
+	if left := leaf.NotAfter.Sub(now); left <= time.Duration(float64(lifetime)*renewAt) {
+		return nil, nil, fmt.Sprintf("due for renewal (%s left of %s)", left.Round(time.Second), lifetime.Round(time.Second))
+	}
+	return certPEM, keyPEM, ""
 }

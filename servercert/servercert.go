@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -155,6 +156,8 @@ func newManaged(ctx context.Context, o Options, signer *pki.ServerSigner) (*Mana
 	if err := o.Registerer.Register(mc.renewals); err != nil {
 		return nil, fmt.Errorf("registering the renewal metric: %w", err)
 	}
+	mc.renewals.WithLabelValues("ok")
+	mc.renewals.WithLabelValues("failed")
 	zlog := zap.New(newSlogCore(log.With("component", "certmagic")))
 	mc.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return mc.magic, nil },
@@ -179,11 +182,64 @@ func newManaged(ctx context.Context, o Options, signer *pki.ServerSigner) (*Mana
 			return nil
 		},
 	})
+	if err := mc.adoptInstalled(ctx, l, issuer, log); err != nil {
+		mc.cache.Stop()
+		return nil, err
+	}
 	if err := mc.magic.ManageSync(ctx, []string{mc.subject}); err != nil {
 		mc.cache.Stop()
 		return nil, fmt.Errorf("obtaining the server certificate from the intermediate: %w", err)
 	}
 	return mc, nil
+}
+
+// adoptInstalled hands certmagic the pair init installed in
+// pg-backup-api.crt/.key when its store has none yet and the pair is one
+// the intermediate would issue now, so that init and the first serve do
+// not issue two certificates. certmagic then renews it in time.
+func (mc *Managed) adoptInstalled(ctx context.Context, l pki.Layout, issuer *intermediateIssuer, log *slog.Logger) error {
+	key := issuer.IssuerKey()
+	if mc.magic.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(key, mc.subject)) {
+		return nil
+	}
+	certPEM, keyPEM, why := issuer.signer.Reusable(l, 1.0/3, time.Now())
+	if why == "" {
+		if leaf, err := pki.ParseCerts(certPEM); err == nil && leaf[0].NotAfter.Sub(leaf[0].NotBefore) > issuer.lifetime+time.Hour {
+			why = "its lifetime is longer than the configured one"
+		}
+	}
+	if why != "" {
+		log.Info("obtaining a new server certificate", "why_not_the_installed_one", why)
+		return nil
+	}
+	leaf, err := pki.ParseCerts(certPEM)
+	if err != nil {
+		return err
+	}
+	meta, err := json.Marshal(certmagic.CertificateResource{SANs: certNames(leaf[0])})
+	if err != nil {
+		return err
+	}
+	for k, v := range map[string][]byte{
+		certmagic.StorageKeys.SiteCert(key, mc.subject):       certPEM,
+		certmagic.StorageKeys.SitePrivateKey(key, mc.subject): keyPEM,
+		certmagic.StorageKeys.SiteMeta(key, mc.subject):       meta,
+	} {
+		if err := mc.magic.Storage.Store(ctx, k, v); err != nil {
+			return fmt.Errorf("handing the installed server certificate to the renewal store: %w", err)
+		}
+	}
+	log.Info("serving the server certificate init installed; it is renewed at a third of its lifetime left", "serial", pki.SerialHex(leaf[0]))
+	return nil
+}
+
+// certNames are the DNS and IP names of a certificate.
+func certNames(c *x509.Certificate) []string {
+	names := append([]string(nil), c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names
 }
 
 // onEvent logs obtained and failed certificates, counts them, and copies
