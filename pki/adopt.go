@@ -114,6 +114,8 @@ func (r *initRun) keyNote(cert *x509.Certificate, keyPath string) string {
 		return "its key: " + err.Error()
 	case !KeyMatches(cert, key):
 		return "but " + filepath.Base(keyPath) + " is not its key (doctor reports it)"
+	case CheckKeyMode(keyPath) != nil:
+		return fmt.Sprintf("with its key, WARNING: others can read %s (mode %04o); run: chmod 600 %s", keyPath, info.Mode().Perm(), keyPath)
 	}
 	return "with its key"
 }

@@ -118,6 +118,13 @@ func Init(o InitOptions) ([]Step, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	if o.CACertFile != "" {
+		// A CA offered for adoption that cannot be used (another's key,
+		// a key others can read) stops init before anything is written.
+		if _, err := LoadAuthority(o.CACertFile, o.CAKeyFile); err != nil {
+			return nil, err
+		}
+	}
 	for _, dir := range []string{o.StateDir, o.TPADir, o.CADir()} {
 		if err := EnsureDir(dir); err != nil {
 			return nil, err
