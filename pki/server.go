@@ -63,39 +63,6 @@ func (s *ServerSigner) Sign(pub crypto.PublicKey, lifetime time.Duration, now ti
 	return []*x509.Certificate{leaf, s.Inter.Cert}, nil
 }
 
-// InstallServerCert replaces pg-backup-api.crt/.key in the TPA directory
-// with a new pair (each file atomically, the key first), keeps the pair it
-// replaces as pg-backup-api.crt.old/.key.old, and records the certificate
-// in the inventory.
-func InstallServerCert(l Layout, certPEM, keyPEM []byte, now time.Time) error {
-	certs, err := ParseCerts(certPEM)
-	if err != nil {
-		return fmt.Errorf("installing server certificate: %w", err)
-	}
-	key, err := ParseKey(keyPEM)
-	if err != nil {
-		return fmt.Errorf("installing server certificate: %w", err)
-	}
-	if !KeyMatches(certs[0], key) {
-		return fmt.Errorf("installing server certificate: the key does not belong to the certificate")
-	}
-	return withLock(l, func() error {
-		// The pair replaced stays at hand as .old (an adopted one, too).
-		for _, p := range []string{l.ServerCert(), l.ServerKey()} {
-			if err := keepOld(p); err != nil {
-				return err
-			}
-		}
-		if err := Replace(l.ServerKey(), keyPEM, KeyMode, nil); err != nil {
-			return err
-		}
-		if err := Replace(l.ServerCert(), certPEM, CertMode, nil); err != nil {
-			return err
-		}
-		return addRecords(l, NewRecord(ServerName, KindServer, certs[0], l.ServerCert(), now))
-	})
-}
-
 // Reusable returns the pair in pg-backup-api.crt/.key when a proxy that
 // renews with s may serve it instead of obtaining a new one, so that init
 // and the first serve do not issue two certificates: the leaf was issued

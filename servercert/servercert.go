@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"sync/atomic"
@@ -171,7 +172,7 @@ func newManaged(ctx context.Context, o Options, signer *pki.ServerSigner) (*Mana
 		RenewalWindowRatio: 1.0 / 3,
 		Issuers:            []certmagic.Issuer{issuer},
 		KeySource:          certmagic.StandardKeyGenerator{KeyType: magicKeyType(meta.KeyType)},
-		Storage:            &certmagic.FileStorage{Path: filepath.Join(l.StateDir, "certmagic")},
+		Storage:            &certmagic.FileStorage{Path: filepath.Join(l.ServerStore(), "certmagic")},
 		OCSP:               certmagic.OCSPConfig{DisableStapling: true},
 		DisableARI:         true,
 		DefaultServerName:  mc.subject,
@@ -230,7 +231,7 @@ func (mc *Managed) adoptInstalled(ctx context.Context, l pki.Layout, issuer *int
 		}
 	}
 	log.Info("serving the server certificate init installed; it is renewed at a third of its lifetime left", "serial", pki.SerialHex(leaf[0]))
-	return nil
+	return pki.StoreServedCert(l, certPEM, keyPEM)
 }
 
 // certNames are the DNS and IP names of a certificate.
@@ -242,27 +243,32 @@ func certNames(c *x509.Certificate) []string {
 	return names
 }
 
-// onEvent logs obtained and failed certificates, counts them, and copies
-// each new certificate to the TPA directory.
+// onEvent logs obtained and failed certificates, counts them, and hands
+// each new one on: into the service's store, and from there to the TPA
+// directory where the service may write it (a packaged service may not:
+// root's sync-server-cert copies it).
 func (mc *Managed) onEvent(ctx context.Context, l pki.Layout, event string, data map[string]any, log *slog.Logger) {
 	renewal, _ := data["renewal"].(bool)
 	switch event {
 	case "cert_obtained":
 		certPath, _ := data["certificate_path"].(string)
 		keyPath, _ := data["private_key_path"].(string)
-		err := mc.install(ctx, l, certPath, keyPath)
+		err := mc.store(ctx, l, certPath, keyPath)
 		if err != nil {
-			log.Error("server certificate obtained but not copied to the TPA directory", "err", err)
+			log.Error("server certificate obtained but not stored", "store", l.ServerStore(), "err", err)
 		}
 		mc.renewals.WithLabelValues(resultLabel(err)).Inc()
-		log.Info("server certificate obtained", "renewal", renewal, "copied_to", l.ServerCert())
+		log.Info("server certificate obtained", "renewal", renewal, "stored_in", l.ServerStore())
+		exportServed(l, log)
 	case "cert_failed":
 		mc.renewals.WithLabelValues("failed").Inc()
 		log.Error("obtaining the server certificate failed; the current one stays in use", "renewal", renewal, "err", data["error"])
 	}
 }
 
-func (mc *Managed) install(ctx context.Context, l pki.Layout, certPath, keyPath string) error {
+// store writes the pair certmagic keeps at certPath/keyPath into the
+// service's store.
+func (mc *Managed) store(ctx context.Context, l pki.Layout, certPath, keyPath string) error {
 	certPEM, err := mc.magic.Storage.Load(ctx, certPath)
 	if err != nil {
 		return err
@@ -271,7 +277,23 @@ func (mc *Managed) install(ctx context.Context, l pki.Layout, certPath, keyPath 
 	if err != nil {
 		return err
 	}
-	return pki.InstallServerCert(l, certPEM, keyPEM, time.Now())
+	return pki.StoreServedCert(l, certPEM, keyPEM)
+}
+
+// exportServed copies the stored pair to pg-backup-api.crt/.key where
+// this account may write the TPA directory (a demo, a test, a
+// hand-run serve); the packaged service may not, and root's
+// sync-server-cert does it.
+func exportServed(l pki.Layout, log *slog.Logger) {
+	copied, err := pki.ExportServedCert(l, time.Now())
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		log.Debug("the TPA directory is root's: pgbapi-proxy sync-server-cert copies the new certificate there", "err", err)
+	case err != nil:
+		log.Error("the new server certificate was not copied to the TPA directory", "err", err)
+	case copied:
+		log.Info("server certificate copied to the TPA directory", "cert", l.ServerCert())
+	}
 }
 
 // GetCertificate serves certmagic's current certificate.

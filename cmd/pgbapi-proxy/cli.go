@@ -41,7 +41,7 @@ func init() {
 	commandTable = []command{
 		initCommand, issueClientCommand, listCommand, revokeCommand,
 		serveCommand, statusCommand, checkAccessCommand, doctorCommand,
-		versionCommand, manpageCommand, completionCommand,
+		syncServerCertCommand, versionCommand, manpageCommand, completionCommand,
 	}
 }
 
