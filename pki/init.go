@@ -477,7 +477,9 @@ func (r *initRun) names() error {
 	}
 	var foundHosts []string
 	var foundIPs []net.IP
-	if certs, err := LoadCerts(l.ServerCert()); err == nil && VerifyChain(certs, r.root, x509.ExtKeyUsageServerAuth, certs[0].NotBefore.Add(time.Second)) == nil {
+	// Names of the server certificate in place count even when it expired:
+	// clients still use them.
+	if certs, err := LoadCerts(l.ServerCert()); err == nil && signedByCluster(certs, r.root) {
 		var skipped []string
 		foundHosts, foundIPs, skipped = certNames(certs[0])
 		if len(skipped) > 0 {
@@ -670,4 +672,13 @@ func describeNames(hosts []string, ips []net.IP) string {
 func regularFile(path string) bool {
 	info, err := os.Lstat(path)
 	return err == nil && info.Mode().IsRegular()
+}
+
+// signedByCluster reports whether certs[0] was signed by root, directly or
+// through certs[1] (validity and usage aside).
+func signedByCluster(certs []*x509.Certificate, root *x509.Certificate) bool {
+	if certs[0].CheckSignatureFrom(root) == nil {
+		return true
+	}
+	return len(certs) > 1 && certs[0].CheckSignatureFrom(certs[1]) == nil && certs[1].CheckSignatureFrom(root) == nil
 }

@@ -3,6 +3,7 @@ package pki
 import (
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -46,6 +47,11 @@ func TestInstallServerCertKeepsTheOldPair(t *testing.T) {
 	f := pkitest.TPAHost(t, pkitest.Options{})
 	l := tpaLayout(t, f, true)
 	oldCert, oldKey := mustRead(t, l.ServerCert()), mustRead(t, l.ServerKey())
+	// A link planted where the .old copy goes (the service may write the
+	// TPA dir) is replaced, never written through.
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("precious\n"), 0o644))
+	require.NoError(t, os.Symlink(victim, l.ServerKey()+".old"))
 	signer, err := LoadServerSigner(l)
 	require.NoError(t, err)
 	key, err := ECDSAP256.Generate()
@@ -61,4 +67,5 @@ func TestInstallServerCertKeepsTheOldPair(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, KeyMode, info.Mode().Perm())
 	assert.Equal(t, string(keyPEM), mustRead(t, l.ServerKey()))
+	assert.Equal(t, "precious\n", mustRead(t, victim))
 }
