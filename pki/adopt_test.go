@@ -156,6 +156,33 @@ func TestInitAdoptsATPAHost(t *testing.T) {
 				assert.NotEqual(t, Adopted, s.Action, s.Path)
 			}
 			assert.Empty(t, changed(state, snapshot(t, l.TPADir, l.StateDir)))
+			if withKey {
+				return
+			}
+
+			// The CA key comes later: init imports it, makes the
+			// intermediate for every recorded name, and signs the CRL for
+			// the revocation recorded without it.
+			assert.NoFileExists(t, l.CRL())
+			o.CACertFile, o.CAKeyFile = f.CACert, f.CAKey
+			steps = mustInit(t, o)
+			assert.Equal(t, Imported, steps[0].Action)
+			assert.Equal(t, Created, stepFor(t, steps, l.IntermediateCert()).Action)
+			assert.Equal(t, Created, stepFor(t, steps, l.TPACRL()).Action)
+			out, err := openssl(t, "verify", "-crl_check", "-CAfile", l.RootCert(), "-CRLfile", l.TPACRL(), in("pemagent-barman1.crt"))
+			require.Error(t, err, out)
+			assert.Contains(t, out, "certificate revoked")
+			rec, err := ReadRevocationRecord(l.RevocationRecord())
+			require.NoError(t, err)
+			n, err := CRLNumber(l.CRL())
+			require.NoError(t, err)
+			assert.Equal(t, rec.Number, n)
+			signer, err := LoadServerSigner(l)
+			require.NoError(t, err)
+			assert.True(t, signer.Allows("barman1.example.com") && signer.Allows("10.1.2.3"))
+			state = snapshot(t, l.TPADir, l.StateDir)
+			mustInit(t, o)
+			assert.Empty(t, changed(state, snapshot(t, l.TPADir, l.StateDir)))
 		})
 	}
 }

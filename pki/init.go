@@ -136,7 +136,7 @@ func Init(o InitOptions) ([]Step, error) {
 		for _, rec := range inv {
 			r.known[rec.SHA256] = true
 		}
-		for _, step := range []func() error{r.rootCA, r.rootCopies, r.names, r.intermediate, r.serverCert, r.testClient, r.adoptClients, r.meta} {
+		for _, step := range []func() error{r.rootCA, r.rootCopies, r.names, r.intermediate, r.serverCert, r.testClient, r.adoptClients, r.meta, r.crl} {
 			if err := step(); err != nil {
 				return err
 			}
@@ -666,6 +666,22 @@ func describeNames(hosts []string, ips []net.IP) string {
 		s += fmt.Sprint(" ", ips)
 	}
 	return s
+}
+
+// crl signs the CRL for revocations recorded while the CA key was not on
+// this host.
+func (r *initRun) crl() error {
+	if r.ca == nil {
+		return nil
+	}
+	paths, err := catchUpCRL(r.o.Layout, r.ca, r.now)
+	if err != nil {
+		return fmt.Errorf("signing the CRL for the revocation record: %w", err)
+	}
+	for _, p := range paths {
+		r.step(Created, "CRL", p, "signed for the revocations recorded without the CA key")
+	}
+	return nil
 }
 
 // regularFile reports whether path is a regular file (not a symbolic link).
