@@ -213,6 +213,7 @@ func (r *initRun) rootCA() error {
 		}
 		r.ca, r.root = given, given.Cert
 		r.step(Imported, "cluster CA", l.CAKey(), "from "+r.o.CACertFile)
+		r.recordAdopted("root", KindRoot, r.root, l.CAStateCert())
 	default:
 		return r.adoptOrCreateRoot()
 	}
@@ -244,7 +245,7 @@ func (r *initRun) adoptOrCreateRoot() error {
 			}
 		}
 		r.step(Kept, "cluster CA certificate", l.RootCert(), note)
-		r.record("root", KindRoot, root, l.RootCert())
+		r.recordAdopted("root", KindRoot, root, l.RootCert())
 		return nil
 	}
 	ca, err := newRoot(r.o.Cluster, r.o.KeyType, r.now)
