@@ -35,12 +35,20 @@ func (r *initRun) adoptClients() error {
 		return err
 	}
 	names := make([]string, 0, len(entries))
+	have := map[string]bool{}
 	for _, e := range entries {
+		have[e.Name()] = true
 		if strings.HasSuffix(e.Name(), ".crt") && !strings.HasPrefix(e.Name(), ".") && !slices.Contains(managedFiles, e.Name()) {
 			names = append(names, e.Name())
 		}
 	}
 	sort.Strings(names)
+	for _, e := range entries {
+		base, isKey := strings.CutSuffix(e.Name(), ".key")
+		if isKey && !strings.HasPrefix(base, ".") && base != "CA" && base != ServerName && base != TestClientName && !have[base+".crt"] {
+			r.step(LeftAlone, "key "+e.Name(), filepath.Join(dir, e.Name()), "a key without a certificate next to it: nothing to record")
+		}
+	}
 	for _, name := range names {
 		path := filepath.Join(dir, name)
 		what := "certificate " + name

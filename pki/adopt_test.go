@@ -65,6 +65,7 @@ func TestInitAdoptsATPAHost(t *testing.T) {
 			put("mismatched.crt", elsewhere.Cert("mismatched"))
 			put("mismatched.key", f.Key("pg-backup-user"))
 			require.NoError(t, os.WriteFile(filepath.Join(l.TPADir, "junk.crt"), []byte("not PEM\n"), 0o644))
+			put("lonely.key", f.Key("pg-backup-user"))
 			require.NoError(t, os.Symlink(f.Cert("pemagent-barman1"), filepath.Join(l.TPADir, "link.crt")))
 			before := snapshot(t, l.TPADir)
 
@@ -91,6 +92,7 @@ func TestInitAdoptsATPAHost(t *testing.T) {
 				{"expired-agent.crt", LeftAlone, "expired on"},
 				{"junk.crt", LeftAlone, "not a certificate"},
 				{"link.crt", LeftAlone, "symbolic link is not followed"},
+				{"lonely.key", LeftAlone, "a key without a certificate"},
 			}
 			if !withKey {
 				tests = append(tests, struct {
@@ -153,6 +155,33 @@ func TestInitAdoptsATPAHost(t *testing.T) {
 			for _, s := range again {
 				assert.NotEqual(t, Adopted, s.Action, s.Path)
 			}
+			assert.Empty(t, changed(state, snapshot(t, l.TPADir, l.StateDir)))
+			if withKey {
+				return
+			}
+
+			// The CA key comes later: init imports it, makes the
+			// intermediate for every recorded name, and signs the CRL for
+			// the revocation recorded without it.
+			assert.NoFileExists(t, l.CRL())
+			o.CACertFile, o.CAKeyFile = f.CACert, f.CAKey
+			steps = mustInit(t, o)
+			assert.Equal(t, Imported, steps[0].Action)
+			assert.Equal(t, Created, stepFor(t, steps, l.IntermediateCert()).Action)
+			assert.Equal(t, Created, stepFor(t, steps, l.TPACRL()).Action)
+			out, err := openssl(t, "verify", "-crl_check", "-CAfile", l.RootCert(), "-CRLfile", l.TPACRL(), in("pemagent-barman1.crt"))
+			require.Error(t, err, out)
+			assert.Contains(t, out, "certificate revoked")
+			rec, err := ReadRevocationRecord(l.RevocationRecord())
+			require.NoError(t, err)
+			n, err := CRLNumber(l.CRL())
+			require.NoError(t, err)
+			assert.Equal(t, rec.Number, n)
+			signer, err := LoadServerSigner(l)
+			require.NoError(t, err)
+			assert.True(t, signer.Allows("barman1.example.com") && signer.Allows("10.1.2.3"))
+			state = snapshot(t, l.TPADir, l.StateDir)
+			mustInit(t, o)
 			assert.Empty(t, changed(state, snapshot(t, l.TPADir, l.StateDir)))
 		})
 	}
@@ -236,4 +265,40 @@ func changed(before, after map[string]string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// An expired server certificate is replaced where the CA key is (the old
+// one kept), and named without it.
+func TestInitReplacesAnExpiredServerCertificate(t *testing.T) {
+	f := pkitest.TPAHost(t, pkitest.Options{})
+	f.Leaf(t, "pg-backup-api", "barman1", []string{"DNS:barman1", "DNS:barman1.example.com"}, -1)
+	for _, withKey := range []bool{true, false} {
+		t.Run(map[bool]string{true: "with the CA key", false: "without the CA key"}[withKey], func(t *testing.T) {
+			l := testLayout(t)
+			copyDir(t, f.Dir, l.TPADir)
+			old := mustRead(t, l.ServerCert())
+			o := testInitOptions(l)
+			o.Cluster, o.Hostnames, o.DefaultHostnames = "tpa", []string{"localhost"}, true
+			if withKey {
+				o.CACertFile, o.CAKeyFile = f.CACert, f.CAKey
+			}
+			s := stepFor(t, mustInit(t, o), l.ServerCert())
+			assert.Contains(t, s.Note, "it expired on")
+			if !withKey {
+				assert.Contains(t, s.Note, "CA key is not on this host")
+				assert.Equal(t, old, mustRead(t, l.ServerCert()))
+				return
+			}
+			assert.Equal(t, Replaced, s.Action)
+			assert.Equal(t, old, mustRead(t, l.ServerCert()+".old"))
+			certs, err := LoadCerts(l.ServerCert())
+			require.NoError(t, err)
+			root, err := LoadCert(l.RootCert())
+			require.NoError(t, err)
+			require.NoError(t, VerifyChain(certs, root, x509.ExtKeyUsageServerAuth, time.Now()))
+			for _, n := range []string{"barman1", "barman1.example.com", "localhost"} {
+				assert.NoError(t, certs[0].VerifyHostname(n), "the expired certificate's names are kept: %s", n)
+			}
+		})
+	}
 }

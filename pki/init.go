@@ -143,7 +143,7 @@ func Init(o InitOptions) ([]Step, error) {
 		for _, rec := range inv {
 			r.known[rec.SHA256] = true
 		}
-		for _, step := range []func() error{r.rootCA, r.rootCopies, r.names, r.intermediate, r.serverCert, r.testClient, r.adoptClients, r.meta} {
+		for _, step := range []func() error{r.rootCA, r.rootCopies, r.names, r.intermediate, r.serverCert, r.testClient, r.adoptClients, r.meta, r.crl} {
 			if err := step(); err != nil {
 				return err
 			}
@@ -220,6 +220,7 @@ func (r *initRun) rootCA() error {
 		}
 		r.ca, r.root = given, given.Cert
 		r.step(Imported, "cluster CA", l.CAKey(), "from "+r.o.CACertFile)
+		r.recordAdopted("root", KindRoot, r.root, l.CAStateCert())
 	default:
 		return r.adoptOrCreateRoot()
 	}
@@ -251,7 +252,7 @@ func (r *initRun) adoptOrCreateRoot() error {
 			}
 		}
 		r.step(Kept, "cluster CA certificate", l.RootCert(), note)
-		r.record("root", KindRoot, root, l.RootCert())
+		r.recordAdopted("root", KindRoot, root, l.RootCert())
 		return nil
 	}
 	ca, err := newRoot(r.o.Cluster, r.o.KeyType, r.now)
@@ -484,7 +485,9 @@ func (r *initRun) names() error {
 	}
 	var foundHosts []string
 	var foundIPs []net.IP
-	if certs, err := LoadCerts(l.ServerCert()); err == nil && VerifyChain(certs, r.root, x509.ExtKeyUsageServerAuth, certs[0].NotBefore.Add(time.Second)) == nil {
+	// Names of the server certificate in place count even when it expired:
+	// clients still use them.
+	if certs, err := LoadCerts(l.ServerCert()); err == nil && signedByCluster(certs, r.root) {
 		var skipped []string
 		foundHosts, foundIPs, skipped = certNames(certs[0])
 		if len(skipped) > 0 {
@@ -673,8 +676,33 @@ func describeNames(hosts []string, ips []net.IP) string {
 	return s
 }
 
+// crl signs the CRL for revocations recorded while the CA key was not on
+// this host.
+func (r *initRun) crl() error {
+	if r.ca == nil {
+		return nil
+	}
+	paths, err := catchUpCRL(r.o.Layout, r.ca, r.now)
+	if err != nil {
+		return fmt.Errorf("signing the CRL for the revocation record: %w", err)
+	}
+	for _, p := range paths {
+		r.step(Created, "CRL", p, "signed for the revocations recorded without the CA key")
+	}
+	return nil
+}
+
 // regularFile reports whether path is a regular file (not a symbolic link).
 func regularFile(path string) bool {
 	info, err := os.Lstat(path)
 	return err == nil && info.Mode().IsRegular()
+}
+
+// signedByCluster reports whether certs[0] was signed by root, directly or
+// through certs[1] (validity and usage aside).
+func signedByCluster(certs []*x509.Certificate, root *x509.Certificate) bool {
+	if certs[0].CheckSignatureFrom(root) == nil {
+		return true
+	}
+	return len(certs) > 1 && certs[0].CheckSignatureFrom(certs[1]) == nil && certs[1].CheckSignatureFrom(root) == nil
 }

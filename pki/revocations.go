@@ -49,10 +49,9 @@ func ReadRevocationRecord(path string) (*RevocationRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the revocation record: %w", err)
 	}
+	// Fields a later version may add are ignored; what is read is checked.
 	var rec RevocationRecord
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rec); err != nil {
+	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, fmt.Errorf("reading the revocation record %q: %w", path, err)
 	}
 	if rec.Number < 1 {

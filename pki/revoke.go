@@ -194,6 +194,33 @@ func (out *Revoked) write(l Layout, inv []Record, root *x509.Certificate, ca *Au
 	return rec.Number, nil
 }
 
+// catchUpCRL signs a CRL for the revocation record when the CRL is
+// missing or older, as on a host that revoked without the CA key and has
+// it now. It returns the paths written, none when the CRL was current. The
+// caller holds the lock.
+func catchUpCRL(l Layout, ca *Authority, now time.Time) ([]string, error) {
+	rec, err := readOldRecord(l)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	if n, err := CRLNumber(l.CRL()); err == nil && n >= rec.Number {
+		return nil, nil
+	}
+	crl, err := signCRL(ca, rec, now)
+	if err != nil {
+		return nil, err
+	}
+	var set fileSet
+	defer set.abort()
+	paths := []string{l.CRL(), l.TPACRL()}
+	for _, p := range paths {
+		if err := set.stage(p, crl, CertMode, processOwner()); err != nil {
+			return nil, err
+		}
+	}
+	return paths, set.commit()
+}
+
 // clusterCA is the cluster CA certificate and, where its key is on this
 // host, the CA itself (else nil).
 func clusterCA(l Layout) (*x509.Certificate, *Authority, error) {

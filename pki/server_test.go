@@ -49,6 +49,11 @@ func TestServedCertIsExportedKeepingTheOldPair(t *testing.T) {
 	f := pkitest.TPAHost(t, pkitest.Options{})
 	l := tpaLayout(t, f, true)
 	oldCert, oldKey := mustRead(t, l.ServerCert()), mustRead(t, l.ServerKey())
+	// A link planted where the .old copy goes is replaced, never
+	// written through.
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("precious\n"), 0o644))
+	require.NoError(t, os.Symlink(victim, l.ServerKey()+".old"))
 	certPEM, keyPEM := signedPair(t, l)
 	require.NoError(t, StoreServedCert(l, certPEM, keyPEM))
 	assert.Equal(t, oldCert, mustRead(t, l.ServerCert()), "storing touches nothing of root's")
@@ -61,6 +66,7 @@ func TestServedCertIsExportedKeepingTheOldPair(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, KeyMode, info.Mode().Perm())
 	assert.Equal(t, string(keyPEM), mustRead(t, l.ServerKey()))
+	assert.Equal(t, "precious\n", mustRead(t, victim))
 	copied, err = ExportServedCert(l, time.Now())
 	require.NoError(t, err)
 	assert.False(t, copied, "a pair in place already is left as it is")

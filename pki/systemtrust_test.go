@@ -52,3 +52,23 @@ func TestInstallSystemTrust(t *testing.T) {
 	require.ErrorContains(t, err, "nothing was installed")
 	assert.NoFileExists(t, filepath.Join(dir, "failing.crt"))
 }
+
+// On a host with Debian's or RHEL's update command, that store is found.
+func TestDetectSystemTrust(t *testing.T) {
+	st := DetectSystemTrust()
+	switch {
+	case lookable("update-ca-certificates"):
+		require.NotNil(t, st)
+		assert.Equal(t, DebianTrust, *st)
+	case lookable("update-ca-trust"):
+		require.NotNil(t, st)
+		assert.Equal(t, RHELTrust, *st)
+	default:
+		assert.Nil(t, st)
+	}
+}
+
+func lookable(name string) bool {
+	_, err := lookPathSbin(name)
+	return err == nil
+}

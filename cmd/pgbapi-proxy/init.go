@@ -40,7 +40,13 @@ file what it adopted and what it left alone, and why. Give the old CA with
 --ca-cert and --ca-key to issue on this host; with only root.crt (the CA
 key stays on the TPA controller), this host verifies clients and revokes
 certificates but issues none. The cluster name then comes from the CA's
-CN=<cluster>.CA.`,
+CN=<cluster>.CA.
+
+The cluster CA is also installed into the system trust store, as TPA did
+(Debian: /usr/local/share/ca-certificates/<cluster>.crt and
+update-ca-certificates; RHEL: /etc/pki/ca-trust/source/anchors/ and
+update-ca-trust), so that curl on this host needs no --cacert.
+--no-system-trust skips that.`,
 	setup: func(fs *pflag.FlagSet) runFunc {
 		layout := layoutFlags(fs)
 		cluster := fs.String("cluster-name", "", "cluster name; the CA is CN=<cluster>.CA (default: this machine's short host name)")

@@ -235,3 +235,25 @@ func TestAdoptedCertificatesInTheRunningProxy(t *testing.T) {
 	r := curlAs("pg-backup-user", "barman1")
 	assert.Equal(t, 0, r.code, r.stderr)
 }
+
+// issue 12: a name is one command away, and init says what it replaced.
+func TestInitAddsANameLater(t *testing.T) {
+	d := newDirs(t)
+	requireOK(t, cli(t, nil, d.flags("init", "--hostname", "barman1", "--ip", "127.0.0.1")...))
+	r := cli(t, nil, d.flags("init", "--hostname", "barman1.example.com")...)
+	requireOK(t, r)
+	assert.Regexp(t, `(?m)^replaced\s+server intermediate CA\s.*left out barman1\.example\.com`, r.stdout)
+	assert.Regexp(t, `(?m)^replaced\s+server certificate\s.*does not cover barman1\.example\.com.*\(old pair kept as \.old\)`, r.stdout)
+	assert.Regexp(t, `(?m)^updated\s+PKI settings\s`, r.stdout)
+	out := openssl(t, "x509", "-noout", "-ext", "subjectAltName", "-in", filepath.Join(d.tpa, "pg-backup-api.crt"))
+	assert.Contains(t, out, "DNS:barman1, DNS:barman1.example.com, IP Address:127.0.0.1")
+	assert.FileExists(t, filepath.Join(d.tpa, "pg-backup-api.crt.old"))
+	assert.FileExists(t, filepath.Join(d.state, "intermediate.crt.old"))
+	assert.Regexp(t, `(?m)^intermediate\s.*valid \(replaced\)`, cli(t, nil, d.flags("list", "--all")...).stdout)
+
+	// Asked again: nothing to do. Defaults (no --hostname) never add.
+	before := tree(t, filepath.Dir(d.tpa))
+	requireOK(t, cli(t, nil, d.flags("init", "--hostname", "barman1.example.com")...))
+	requireOK(t, cli(t, nil, d.flags("init")...))
+	assert.Equal(t, before, tree(t, filepath.Dir(d.tpa)))
+}
