@@ -86,6 +86,7 @@ func Run(ctx context.Context, o Options) []Result {
 	r.settings()
 	r.files()
 	r.chains()
+	r.revocations()
 	r.expiry()
 	r.proxyRunning(ctx)
 	r.upstream(ctx)
@@ -216,7 +217,7 @@ func (r *run) chains() {
 		}
 		if len(missing) > 0 {
 			r.add("chain", Warn, fmt.Sprintf("the server certificate does not cover %s (it covers %s)", strings.Join(missing, ", "), strings.Join(append(server[0].DNSNames, ipStrings(server[0])...), ", ")),
-				"clients that connect by those names will fail; set up the PKI with those names (init --hostname) on a fresh state dir")
+				"clients that connect by those names will fail; add each with pgbapi-proxy init --hostname NAME (or --ip), which keeps every name the PKI covers")
 		}
 	}
 	recs, err := pki.ReadInventory(l)
@@ -237,6 +238,63 @@ func (r *run) chains() {
 		} else if err == nil {
 			r.add("chain", OK, fmt.Sprintf("client %s verifies against the cluster CA", rec.Name), "")
 		}
+	}
+}
+
+// revocations: the revocation record the proxy enforces is root's, lists
+// every certificate the inventory says is revoked, and the CRL for other
+// tools is as recent as the record.
+func (r *run) revocations() {
+	l := r.o.Layout
+	recs, err := pki.ReadInventory(l)
+	if err != nil {
+		return // reported under chain
+	}
+	var revoked []pki.Record
+	for _, rec := range recs {
+		if rec.RevokedAt != nil && r.o.Now.Before(rec.NotAfter) {
+			revoked = append(revoked, rec)
+		}
+	}
+	record, err := pki.ReadRevocationRecord(l.RevocationRecord())
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && len(revoked) == 0:
+		r.add("revocation", OK, "no certificate is revoked", "")
+		return
+	case errors.Is(err, fs.ErrNotExist):
+		r.add("revocation", Fail, fmt.Sprintf("%d certificate(s) marked revoked in the inventory (%s first) but no revocation record %s: the proxy does not refuse them", len(revoked), revoked[0].Name, l.RevocationRecord()),
+			"pgbapi-proxy revoke --serial "+revoked[0].Serial+" (writes the record with every revoked certificate)")
+		return
+	case err != nil:
+		r.add("revocation", Fail, err.Error(), "move it away, then pgbapi-proxy revoke --serial SERIAL writes it again from the inventory")
+		return
+	}
+	if info, err := os.Lstat(l.RevocationRecord()); err == nil {
+		st := info.Sys().(*syscall.Stat_t)
+		if !info.Mode().IsRegular() || info.Mode().Perm()&0o022 != 0 || st.Uid != 0 && os.Geteuid() == 0 {
+			r.add("revocation", Fail, fmt.Sprintf("%s is mode %04o, owner uid %d: only root may write what the proxy refuses", l.RevocationRecord(), info.Mode().Perm(), st.Uid),
+				fmt.Sprintf("chown root:root %s && chmod 644 %s", l.RevocationRecord(), l.RevocationRecord()))
+		}
+	}
+	inRecord := map[string]bool{}
+	for _, e := range record.Revoked {
+		inRecord[e.Serial] = true
+	}
+	var missing []string
+	for _, rec := range revoked {
+		if !inRecord[rec.Serial] {
+			missing = append(missing, rec.Name+" ("+rec.Serial+")")
+		}
+	}
+	if len(missing) > 0 {
+		r.add("revocation", Fail, "revoked in the inventory but not in the revocation record the proxy enforces: "+strings.Join(missing, ", "),
+			"pgbapi-proxy revoke --serial SERIAL for each")
+	} else {
+		r.add("revocation", OK, fmt.Sprintf("%d certificate(s) revoked, revocation record #%d", len(record.Revoked), record.Number), "")
+	}
+	if n, err := pki.CRLNumber(l.CRL()); err == nil && n < record.Number {
+		r.add("revocation", Warn, fmt.Sprintf("the CRL %s (#%d) is older than the revocation record (#%d): the proxy refuses every revoked certificate, but openssl and other tools reading the CRL do not know of the latest", l.CRL(), n, record.Number),
+			"revoke where the CA key is and copy its crl.pem here, or adopt the CA key (init --ca-cert/--ca-key) and revoke again")
 	}
 }
 

@@ -68,12 +68,17 @@ func (a *Authority) newIntermediate(cluster string, hosts []string, ips []net.IP
 	return &Authority{Cert: cert, Key: key}, nil
 }
 
-// LoadAuthority reads a CA certificate and its key and checks that they
-// belong together and that the certificate may sign certificates.
+// LoadAuthority reads a CA certificate and its key and checks that the key
+// is readable by its owner only, that they belong together and that the
+// certificate may sign certificates.
 func LoadAuthority(certFile, keyFile string) (*Authority, error) {
 	cert, err := LoadCert(certFile)
 	if err != nil {
 		return nil, err
+	}
+	// A CA key others can read is not used, as ssh refuses such keys.
+	if err := CheckKeyMode(keyFile); err != nil {
+		return nil, fmt.Errorf("CA key: %w", err)
 	}
 	key, err := LoadKey(keyFile)
 	if err != nil {

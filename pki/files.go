@@ -87,8 +87,10 @@ func ownerOf(path string) *Owner {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	info, err := os.Stat(path)
-	if err != nil {
+	// Lstat: a symbolic link planted at path lends its target's owner to
+	// nothing.
+	info, err := os.Lstat(path)
+	if err != nil || !info.Mode().IsRegular() {
 		return nil
 	}
 	st, ok := info.Sys().(*syscall.Stat_t)

@@ -8,21 +8,31 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"slices"
+	"strings"
 	"time"
 )
 
 // InitOptions says what init sets up.
 type InitOptions struct {
 	Layout
-	Cluster    string   // CN of the root is Cluster + ".CA"
-	Hostnames  []string // server cert CN (first) and DNS SANs; at least one
-	IPs        []net.IP // server cert IP SANs
-	KeyType    KeyType  // for every key init generates
-	CACertFile string   // adopt this CA instead of creating one ...
-	CAKeyFile  string   // ... with this key (both or neither)
-	ServerDays int
-	ClientDays int
-	Now        func() time.Time // nil: time.Now
+	Cluster   string   // CN of the root is Cluster + ".CA"
+	Hostnames []string // server cert CN (first) and DNS SANs; at least one
+	IPs       []net.IP // server cert IP SANs
+	// DefaultHostnames and DefaultIPs say Hostnames and IPs are this
+	// machine's defaults, not names asked for: on a PKI set up before they
+	// add nothing, and the names of an adopted server certificate come
+	// before them. Names asked for are added to what an existing PKI
+	// covers, and an existing server certificate must cover them.
+	DefaultHostnames bool
+	DefaultIPs       bool
+	KeyType          KeyType // for every key init generates
+	CACertFile       string  // adopt this CA instead of creating one ...
+	CAKeyFile        string  // ... with this key (both or neither)
+	ServerDays       int
+	ClientDays       int
+	Now              func() time.Time // nil: time.Now
 }
 
 // Action is what init did about one file.
@@ -85,17 +95,38 @@ type initRun struct {
 	root   *x509.Certificate
 	ca     *Authority // nil when the CA key is not on this host
 	server *Authority // the intermediate; nil likewise
+	// hosts and ips are every name the server certificate must cover: those
+	// recorded before, an adopted certificate's, and those asked for.
+	hosts   []string
+	ips     []net.IP
+	oldMeta *Meta    // nil on a first run
+	added   []string // names this run adds to what was recorded
+	// asked are the names asked for (not defaults): an existing server
+	// certificate that leaves one out is replaced. Others it leaves out
+	// are covered by the proxy's next renewal.
+	askedHosts []string
+	askedIPs   []net.IP
 }
 
-// Init creates what is missing of the PKI and keeps everything that exists:
-// no key or certificate is ever replaced. It returns what it did, file by
-// file. Running it twice changes nothing the second time.
+// Init creates what is missing of the PKI, adopts what an older setup left
+// in the TPA directory and keeps everything that exists. The only files it
+// ever replaces are the server certificate and the intermediate, when they
+// leave out a name asked for (or the server certificate expired), and then
+// the old ones stay as .old. It returns what it did, file by file. Running
+// it twice changes nothing the second time.
 func Init(o InitOptions) ([]Step, error) {
 	if o.KeyType == "" {
 		o.KeyType = DefaultKeyType
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err
+	}
+	if o.CACertFile != "" {
+		// A CA offered for adoption that cannot be used (another's key,
+		// a key others can read) stops init before anything is written.
+		if _, err := LoadAuthority(o.CACertFile, o.CAKeyFile); err != nil {
+			return nil, err
+		}
 	}
 	for _, dir := range []string{o.StateDir, o.TPADir, o.CADir()} {
 		if err := EnsureDir(dir); err != nil {
@@ -115,7 +146,7 @@ func Init(o InitOptions) ([]Step, error) {
 		for _, rec := range inv {
 			r.known[rec.SHA256] = true
 		}
-		for _, step := range []func() error{r.rootCA, r.rootCopies, r.intermediate, r.serverCert, r.testClient, r.meta} {
+		for _, step := range []func() error{r.rootCA, r.rootCopies, r.names, r.intermediate, r.serverCert, r.testClient, r.adoptClients, r.meta, r.crl} {
 			if err := step(); err != nil {
 				return err
 			}
@@ -130,6 +161,19 @@ func Init(o InitOptions) ([]Step, error) {
 
 func (r *initRun) step(a Action, what, path, note string) {
 	r.steps = append(r.steps, Step{Action: a, What: what, Path: path, Note: note})
+}
+
+// recordAdopted records cert as adopted unless the inventory knows it, and
+// reports whether it did.
+func (r *initRun) recordAdopted(name string, kind Kind, cert *x509.Certificate, path string) bool {
+	rec := NewRecord(name, kind, cert, path, r.now)
+	if r.known[rec.SHA256] {
+		return false
+	}
+	rec.Adopted = true
+	r.known[rec.SHA256] = true
+	r.recs = append(r.recs, rec)
+	return true
 }
 
 // record adds cert to the inventory unless it is there already.
@@ -179,6 +223,7 @@ func (r *initRun) rootCA() error {
 		}
 		r.ca, r.root = given, given.Cert
 		r.step(Imported, "cluster CA", l.CAKey(), "from "+r.o.CACertFile)
+		r.recordAdopted("root", KindRoot, r.root, l.CAStateCert())
 	default:
 		return r.adoptOrCreateRoot()
 	}
@@ -202,11 +247,15 @@ func (r *initRun) adoptOrCreateRoot() error {
 		}
 		r.root = root
 		note := "adopted without its key: this host can verify clients but not issue certificates"
-		if ok, _ := exists(l.KeyIn(l.TPADir, "CA")); ok {
-			note += fmt.Sprintf("; to issue here, run init --ca-cert %s --ca-key %s", l.CACert(), l.KeyIn(l.TPADir, "CA"))
+		if tpaKey := l.KeyIn(l.TPADir, "CA"); regularFile(tpaKey) {
+			if key, err := LoadKey(tpaKey); err == nil && KeyMatches(root, key) {
+				note += fmt.Sprintf("; to issue here, run init --ca-cert %s --ca-key %s", l.CACert(), tpaKey)
+			} else {
+				r.step(LeftAlone, "CA key", tpaKey, "not the key of the cluster CA "+root.Subject.String())
+			}
 		}
 		r.step(Kept, "cluster CA certificate", l.RootCert(), note)
-		r.record("root", KindRoot, root, l.RootCert())
+		r.recordAdopted("root", KindRoot, root, l.RootCert())
 		return nil
 	}
 	ca, err := newRoot(r.o.Cluster, r.o.KeyType, r.now)
@@ -280,10 +329,28 @@ func (r *initRun) intermediate() error {
 		if err := inter.Cert.CheckSignatureFrom(r.root); err != nil {
 			return fmt.Errorf("intermediate %q is not signed by the cluster CA: %w", l.IntermediateCert(), err)
 		}
+		if missing := notPermitted(inter.Cert, r.hosts, r.ips); len(missing) > 0 {
+			// Its name constraints leave out a name the server
+			// certificate must cover: a new intermediate, the old kept.
+			for _, p := range []string{l.IntermediateCert(), l.IntermediateKey()} {
+				if err := keepOld(p); err != nil {
+					return err
+				}
+			}
+			if inter, err = r.ca.newIntermediate(r.o.Cluster, r.hosts, r.ips, r.o.KeyType, r.now); err != nil {
+				return err
+			}
+			if err := replacePair(l.IntermediateCert(), l.IntermediateKey(), EncodeCerts(inter.Cert), inter.Key, nil); err != nil {
+				return err
+			}
+			r.step(Replaced, "server intermediate CA", l.IntermediateCert(), fmt.Sprintf("its name constraints left out %s; the new one may issue for %s (old one kept as .old; restart the proxy or send it SIGHUP)",
+				strings.Join(missing, ", "), describeNames(r.hosts, r.ips)))
+		} else {
+			r.step(Kept, "server intermediate CA", l.IntermediateCert(), "")
+		}
 		r.server = inter
-		r.step(Kept, "server intermediate CA", l.IntermediateCert(), "")
 	case pairNone:
-		inter, err := r.ca.newIntermediate(r.o.Cluster, r.o.Hostnames, r.o.IPs, r.o.KeyType, r.now)
+		inter, err := r.ca.newIntermediate(r.o.Cluster, r.hosts, r.ips, r.o.KeyType, r.now)
 		if err != nil {
 			return err
 		}
@@ -291,7 +358,7 @@ func (r *initRun) intermediate() error {
 			return err
 		}
 		r.server = inter
-		r.step(Created, "server intermediate CA", l.IntermediateCert(), "may only issue server certificates for "+describeNames(r.o.Hostnames, r.o.IPs))
+		r.step(Created, "server intermediate CA", l.IntermediateCert(), "may only issue server certificates for "+describeNames(r.hosts, r.ips))
 	default:
 		return incompletePair(l.IntermediateCert(), l.IntermediateKey())
 	}
@@ -299,7 +366,10 @@ func (r *initRun) intermediate() error {
 	return nil
 }
 
-// serverCert finds or creates pg-backup-api.crt/.key.
+// serverCert finds, replaces or creates pg-backup-api.crt/.key. An
+// existing certificate is kept while it is valid and covers every name;
+// otherwise, where the intermediate is, a new one is issued and the old
+// pair kept as .old; without it, init says what to do.
 func (r *initRun) serverCert() error {
 	l := r.o.Layout
 	kind, err := pairState(l.ServerCert(), l.ServerKey())
@@ -308,12 +378,41 @@ func (r *initRun) serverCert() error {
 	}
 	switch {
 	case kind == pairBoth:
-		cert, err := r.checkPair(l.ServerCert(), l.ServerKey(), x509.ExtKeyUsageServerAuth)
+		cert, problem, err := r.checkServer()
 		if err != nil {
 			return err
 		}
-		r.step(Kept, "server certificate", l.ServerCert(), "")
-		r.record(ServerName, KindServer, cert, l.ServerCert())
+		action := Kept
+		if r.recordAdopted(ServerName, KindServer, cert, l.ServerCert()) {
+			action = Adopted
+		}
+		if problem == "" {
+			r.step(action, "server certificate", l.ServerCert(), "covers "+describeNames(r.hosts, r.ips))
+			return nil
+		}
+		if r.server == nil {
+			r.step(action, "server certificate", l.ServerCert(), problem+"; the CA key is not on this host: issue one for "+
+				describeNames(r.hosts, r.ips)+" where it is, copy it here and send the proxy SIGHUP")
+			return nil
+		}
+		for _, p := range []string{l.ServerCert(), l.ServerKey()} {
+			if err := keepOld(p); err != nil {
+				return err
+			}
+		}
+		key, err := r.o.KeyType.Generate()
+		if err != nil {
+			return err
+		}
+		newCert, err := r.signServer(key)
+		if err != nil {
+			return err
+		}
+		if err := replacePair(l.ServerCert(), l.ServerKey(), EncodeCerts(newCert, r.server.Cert), key, nil); err != nil {
+			return err
+		}
+		r.step(Replaced, "server certificate", l.ServerCert(), problem+"; the new one covers "+describeNames(r.hosts, r.ips)+" (old pair kept as .old)")
+		r.record(ServerName, KindServer, newCert, l.ServerCert())
 		return nil
 	case kind == pairCertOnly:
 		return incompletePair(l.ServerCert(), l.ServerKey())
@@ -324,19 +423,120 @@ func (r *initRun) serverCert() error {
 	if err != nil {
 		return err
 	}
-	serial, err := NewSerial()
-	if err != nil {
-		return err
-	}
-	cert, err := r.server.Sign(ServerTemplate(r.o.Hostnames, r.o.IPs, Days(r.o.ServerDays), r.now, serial), key.Public())
+	cert, err := r.signServer(key)
 	if err != nil {
 		return err
 	}
 	if err := r.writeLeaf(kind, l.ServerCert(), l.ServerKey(), EncodeCerts(cert, r.server.Cert), key); err != nil {
 		return err
 	}
-	r.step(Created, "server certificate", l.ServerCert(), describeNames(r.o.Hostnames, r.o.IPs))
+	r.step(Created, "server certificate", l.ServerCert(), describeNames(r.hosts, r.ips))
 	r.record(ServerName, KindServer, cert, l.ServerCert())
+	return nil
+}
+
+func (r *initRun) signServer(key crypto.Signer) (*x509.Certificate, error) {
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	return r.server.Sign(ServerTemplate(r.hosts, r.ips, Days(r.o.ServerDays), r.now, serial), key.Public())
+}
+
+// checkServer loads the existing server pair. A pair that does not belong
+// together or to this cluster is an error; one that expired or leaves out
+// a name is returned with the problem.
+func (r *initRun) checkServer() (*x509.Certificate, string, error) {
+	l := r.o.Layout
+	certs, err := LoadCerts(l.ServerCert())
+	if err != nil {
+		return nil, "", err
+	}
+	key, err := LoadKey(l.ServerKey())
+	if err != nil {
+		return nil, "", err
+	}
+	cert := certs[0]
+	if !KeyMatches(cert, key) {
+		return nil, "", fmt.Errorf("key %q does not belong to certificate %q", l.ServerKey(), l.ServerCert())
+	}
+	err = VerifyChain(certs, r.root, x509.ExtKeyUsageServerAuth, r.now)
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return cert, fmt.Sprintf("it expired on %s", cert.NotAfter.UTC().Format("2006-01-02")), nil
+	case err != nil:
+		return nil, "", fmt.Errorf("certificate %q: %w", l.ServerCert(), err)
+	}
+	if missing := missingNames(cert, r.askedHosts, r.askedIPs); len(missing) > 0 {
+		return cert, "it does not cover " + strings.Join(missing, ", "), nil
+	}
+	return cert, "", nil
+}
+
+// names gathers every name the server certificate must cover: those
+// recorded by an earlier init, those of a server certificate found in the
+// TPA directory, and those asked for.
+func (r *initRun) names() error {
+	l := r.o.Layout
+	meta, err := ReadMeta(l)
+	if err == nil {
+		r.oldMeta = meta
+		r.hosts, r.ips = slices.Clone(meta.Hostnames), meta.ParsedIPs()
+	} else if ok, _ := exists(l.Meta()); ok {
+		return err
+	}
+	var foundHosts []string
+	var foundIPs []net.IP
+	// Names of the server certificate in place count even when it expired:
+	// clients still use them.
+	if certs, err := LoadCerts(l.ServerCert()); err == nil && signedByCluster(certs, r.root) {
+		var skipped []string
+		foundHosts, foundIPs, skipped = certNames(certs[0])
+		if len(skipped) > 0 {
+			r.step(LeftAlone, "server certificate names", l.ServerCert(), "not valid host names here: "+strings.Join(skipped, ", "))
+		}
+	}
+	// On a first run, names asked for come first (the first is the CN),
+	// then an adopted certificate's, then this machine's defaults. Later,
+	// names are only added, never dropped; defaults add nothing.
+	var addH, addIPs []string
+	switch {
+	case r.oldMeta == nil && r.o.DefaultHostnames:
+		r.hosts, addH = mergeHosts(foundHosts, r.o.Hostnames)
+	case r.oldMeta == nil:
+		r.hosts, addH = mergeHosts(slices.Clone(r.o.Hostnames), foundHosts)
+	default:
+		var more []string
+		r.hosts, addH = mergeHosts(r.hosts, foundHosts)
+		if !r.o.DefaultHostnames {
+			r.hosts, more = mergeHosts(r.hosts, r.o.Hostnames)
+			addH = append(addH, more...)
+		}
+	}
+	switch {
+	case r.oldMeta == nil && r.o.DefaultIPs:
+		r.ips, addIPs = mergeIPs(slices.Clone(foundIPs), r.o.IPs)
+	case r.oldMeta == nil:
+		r.ips, addIPs = mergeIPs(slices.Clone(r.o.IPs), foundIPs)
+	default:
+		var more []string
+		r.ips, addIPs = mergeIPs(r.ips, foundIPs)
+		if !r.o.DefaultIPs {
+			r.ips, more = mergeIPs(r.ips, r.o.IPs)
+			addIPs = append(addIPs, more...)
+		}
+	}
+	r.added = append(addH, addIPs...)
+	if !r.o.DefaultHostnames {
+		r.askedHosts = r.o.Hostnames
+	}
+	if !r.o.DefaultIPs {
+		r.askedIPs = r.o.IPs
+	}
+	if len(r.hosts) == 0 {
+		return errors.New("at least one host name is needed for the server certificate")
+	}
 	return nil
 }
 
@@ -352,11 +552,19 @@ func (r *initRun) testClient() error {
 	switch {
 	case kind == pairBoth:
 		cert, err := r.checkPair(certPath, keyPath, x509.ExtKeyUsageClientAuth)
+		var invalid x509.CertificateInvalidError
+		if errors.As(err, &invalid) && invalid.Reason == x509.Expired {
+			r.step(LeftAlone, "test client certificate", certPath, fmt.Sprintf("expired on %s: pgbapi-proxy issue-client --name %s --renew", invalid.Cert.NotAfter.UTC().Format("2006-01-02"), TestClientName))
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		r.step(Kept, "test client certificate", certPath, "")
-		r.record(TestClientName, KindClient, cert, certPath)
+		if r.recordAdopted(TestClientName, KindClient, cert, certPath) {
+			r.step(Adopted, "test client certificate", certPath, "CN="+cert.Subject.CommonName)
+		} else {
+			r.step(Kept, "test client certificate", certPath, "")
+		}
 		return nil
 	case kind == pairCertOnly:
 		return incompletePair(certPath, keyPath)
@@ -380,23 +588,32 @@ func (r *initRun) testClient() error {
 	return nil
 }
 
-// meta records the settings init ran with, once.
+// meta records the settings init ran with, and every name added since.
 func (r *initRun) meta() error {
-	have, err := exists(r.o.Meta())
-	if err != nil || have {
-		return err
-	}
-	ips := make([]string, len(r.o.IPs))
-	for i, ip := range r.o.IPs {
+	ips := make([]string, len(r.ips))
+	for i, ip := range r.ips {
 		ips[i] = ip.String()
 	}
-	data, err := json.MarshalIndent(Meta{
-		Cluster: r.o.Cluster, Hostnames: r.o.Hostnames, IPs: ips, KeyType: r.o.KeyType, Created: r.now.UTC(),
-	}, "", "  ")
+	m := Meta{Cluster: r.o.Cluster, Hostnames: r.hosts, IPs: ips, KeyType: r.o.KeyType, Created: r.now.UTC()}
+	if old := r.oldMeta; old != nil {
+		if len(r.added) == 0 {
+			return nil
+		}
+		m.Cluster, m.KeyType, m.Created = old.Cluster, old.KeyType, old.Created
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	return WriteNew(r.o.Meta(), append(data, '\n'), CertMode, nil)
+	data = append(data, '\n')
+	if r.oldMeta == nil {
+		return WriteNew(r.o.Meta(), data, CertMode, nil)
+	}
+	if err := Replace(r.o.Meta(), data, CertMode, nil); err != nil {
+		return err
+	}
+	r.step(Updated, "PKI settings", r.o.Meta(), "the server certificate now covers "+strings.Join(r.added, ", ")+" too")
+	return nil
 }
 
 // checkPair loads an existing certificate and key, checks that they match
@@ -460,4 +677,35 @@ func describeNames(hosts []string, ips []net.IP) string {
 		s += fmt.Sprint(" ", ips)
 	}
 	return s
+}
+
+// crl signs the CRL for revocations recorded while the CA key was not on
+// this host.
+func (r *initRun) crl() error {
+	if r.ca == nil {
+		return nil
+	}
+	paths, err := catchUpCRL(r.o.Layout, r.ca, r.now)
+	if err != nil {
+		return fmt.Errorf("signing the CRL for the revocation record: %w", err)
+	}
+	for _, p := range paths {
+		r.step(Created, "CRL", p, "signed for the revocations recorded without the CA key")
+	}
+	return nil
+}
+
+// regularFile reports whether path is a regular file (not a symbolic link).
+func regularFile(path string) bool {
+	info, err := os.Lstat(path)
+	return err == nil && info.Mode().IsRegular()
+}
+
+// signedByCluster reports whether certs[0] was signed by root, directly or
+// through certs[1] (validity and usage aside).
+func signedByCluster(certs []*x509.Certificate, root *x509.Certificate) bool {
+	if certs[0].CheckSignatureFrom(root) == nil {
+		return true
+	}
+	return len(certs) > 1 && certs[0].CheckSignatureFrom(certs[1]) == nil && certs[1].CheckSignatureFrom(root) == nil
 }

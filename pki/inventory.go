@@ -54,6 +54,10 @@ type Record struct {
 	IssuedAt  time.Time  `json:"issued_at"`
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 	Replaced  bool       `json:"replaced,omitempty"` // a newer certificate of the same name was issued
+	// Adopted: not issued here but found signed by the cluster CA (in the
+	// TPA directory by init, or given to revoke --cert); IssuedAt is when
+	// it was recorded.
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 // State tells whether the certificate is valid, expiring, expired or revoked at now.

@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -61,28 +63,42 @@ func (s *ServerSigner) Sign(pub crypto.PublicKey, lifetime time.Duration, now ti
 	return []*x509.Certificate{leaf, s.Inter.Cert}, nil
 }
 
-// InstallServerCert replaces pg-backup-api.crt/.key in the TPA directory
-// with a new pair (each file atomically, the key first) and records the
-// certificate in the inventory.
-func InstallServerCert(l Layout, certPEM, keyPEM []byte, now time.Time) error {
+// Reusable returns the pair in pg-backup-api.crt/.key when a proxy that
+// renews with s may serve it instead of obtaining a new one, so that init
+// and the first serve do not issue two certificates: the leaf was issued
+// by s's intermediate, covers every name s signs for, matches its key and
+// has more than renewAt of its lifetime left (certmagic renews at a third:
+// pass 1.0/3). Otherwise it returns why not, for the log.
+func (s *ServerSigner) Reusable(l Layout, renewAt float64, now time.Time) (certPEM, keyPEM []byte, why string) {
+	certPEM, err := os.ReadFile(l.ServerCert())
+	if err != nil {
+		return nil, nil, err.Error()
+	}
+	keyPEM, err = os.ReadFile(l.ServerKey())
+	if err != nil {
+		return nil, nil, err.Error()
+	}
 	certs, err := ParseCerts(certPEM)
 	if err != nil {
-		return fmt.Errorf("installing server certificate: %w", err)
+		return nil, nil, err.Error()
 	}
 	key, err := ParseKey(keyPEM)
 	if err != nil {
-		return fmt.Errorf("installing server certificate: %w", err)
+		return nil, nil, err.Error()
 	}
-	if !KeyMatches(certs[0], key) {
-		return fmt.Errorf("installing server certificate: the key does not belong to the certificate")
+	leaf := certs[0]
+	switch {
+	case !KeyMatches(leaf, key):
+		return nil, nil, "the key does not belong to the certificate"
+	case leaf.CheckSignatureFrom(s.Inter.Cert) != nil:
+		return nil, nil, fmt.Sprintf("not issued by the current intermediate (issuer %s)", leaf.Issuer)
 	}
-	return withLock(l, func() error {
-		if err := Replace(l.ServerKey(), keyPEM, KeyMode, nil); err != nil {
-			return err
-		}
-		if err := Replace(l.ServerCert(), certPEM, CertMode, nil); err != nil {
-			return err
-		}
-		return addRecords(l, NewRecord(ServerName, KindServer, certs[0], l.ServerCert(), now))
-	})
+	if missing := missingNames(leaf, s.Hostnames, s.IPs); len(missing) > 0 {
+		return nil, nil, "it does not cover " + strings.Join(missing, ", ")
+	}
+	lifetime := leaf.NotAfter.Sub(leaf.NotBefore)
+	if left := leaf.NotAfter.Sub(now); left <= time.Duration(float64(lifetime)*renewAt) {
+		return nil, nil, fmt.Sprintf("due for renewal (%s left of %s)", left.Round(time.Second), lifetime.Round(time.Second))
+	}
+	return certPEM, keyPEM, ""
 }

@@ -11,7 +11,6 @@ package pkisource
 
 import (
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -19,7 +18,6 @@ import (
 	"log/slog"
 	"math/big"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -63,6 +61,9 @@ type Loader struct {
 	record  *recordState
 	rules   *proxy.Rules
 	started bool
+	// seen is what the inputs looked like when the last Load began:
+	// Watch loads again when they look different.
+	seen string
 }
 
 type crlState struct {
@@ -91,6 +92,7 @@ func (l *Loader) Load() (*proxy.Trust, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	first := !l.started
+	l.seen = l.stamps()
 	var errs []error
 	for _, step := range []func(bool) error{l.loadRoot, l.loadCRL, l.loadRecord, l.loadRules} {
 		if err := step(first); err != nil {
@@ -135,7 +137,7 @@ func (l *Loader) describe(revoked int) string {
 		parts = append(parts, fmt.Sprintf("CRL %s number %s", l.o.Layout.CRL(), l.crl.number))
 	}
 	if l.record != nil {
-		parts = append(parts, fmt.Sprintf("revocation record %s number %d", recordPath(l.o.Layout), l.record.number))
+		parts = append(parts, fmt.Sprintf("revocation record %s number %d", l.o.Layout.RevocationRecord(), l.record.number))
 	}
 	if l.rules != nil {
 		parts = append(parts, fmt.Sprintf("access rules %s (%d names)", l.rules.Path(), l.rules.Len()))
@@ -210,8 +212,8 @@ func readCRL(path string, root *x509.Certificate) (*big.Int, map[string]bool, er
 // loadRecord reads the revocation record revoke writes (with or without
 // the CA key on the host), with the same rules as the CRL.
 func (l *Loader) loadRecord(first bool) error {
-	path := recordPath(l.o.Layout)
-	rec, err := readRecord(path)
+	path := l.o.Layout.RevocationRecord()
+	rec, err := pki.ReadRevocationRecord(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && l.record == nil:
 		return nil
@@ -226,7 +228,7 @@ func (l *Loader) loadRecord(first bool) error {
 	}
 	revoked := make(map[string]bool, len(rec.Revoked))
 	for _, e := range rec.Revoked {
-		revoked[normalSerial(e.Serial)] = true
+		revoked[e.Serial] = true // ReadRevocationRecord checked the form
 	}
 	l.record = &recordState{number: rec.Number, revoked: revoked}
 	return nil
@@ -269,43 +271,10 @@ func LoadRules(path string) (*proxy.Rules, error) {
 
 // files are the inputs Watch looks at.
 func (l *Loader) files() []string {
-	fs := []string{l.o.Layout.RootCert(), l.o.Layout.CRL(), recordPath(l.o.Layout)}
+	fs := []string{l.o.Layout.RootCert(), l.o.Layout.CRL(), l.o.Layout.RevocationRecord()}
 	if l.o.AccessFile != "" {
 		fs = append(fs, l.o.AccessFile)
 	}
 	sort.Strings(fs)
 	return fs
-}
-
-// recordFile is the revocation record's shape (revoked.json in the state
-// directory): every revoked serial, and a number that grows with each
-// write.
-type recordFile struct {
-	Number  int64 `json:"number"`
-	Revoked []struct {
-		Serial string `json:"serial"`
-	} `json:"revoked"`
-}
-
-func recordPath(l pki.Layout) string { return filepath.Join(l.StateDir, "revoked.json") }
-
-func readRecord(path string) (*recordFile, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var rec recordFile
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &rec, nil
-}
-
-// normalSerial writes a serial as SerialHex does.
-func normalSerial(s string) string {
-	s = strings.TrimLeft(strings.ToUpper(strings.ReplaceAll(s, ":", "")), "0")
-	if len(s)%2 == 1 {
-		s = "0" + s
-	}
-	return s
 }

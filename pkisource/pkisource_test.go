@@ -60,7 +60,7 @@ func (f *fixture) record(t *testing.T, number int64, serials ...string) {
 		b.WriteString(`{"serial":"` + s + `"}`)
 	}
 	b.WriteString("]}")
-	f.write(t, recordPath(f.layout), b.Bytes())
+	f.write(t, f.layout.RevocationRecord(), b.Bytes())
 }
 
 // Every trust input fails closed: once loaded, an input that goes missing,
@@ -94,7 +94,7 @@ func TestTrustInputsFailClosed(t *testing.T) {
 			func(t *testing.T) { f.write(t, f.layout.CRL(), f.ca.CRL(t, 5, pem.Leaf.SerialNumber)) }, "not signed by the cluster root"},
 		{"CRL garbage", func(t *testing.T) { f.write(t, f.layout.CRL(), []byte("garbage")) },
 			func(t *testing.T) { f.write(t, f.layout.CRL(), f.ca.CRL(t, 5, pem.Leaf.SerialNumber)) }, "no PEM X509 CRL"},
-		{"record deleted", func(t *testing.T) { require.NoError(t, os.Remove(recordPath(f.layout))) },
+		{"record deleted", func(t *testing.T) { require.NoError(t, os.Remove(f.layout.RevocationRecord())) },
 			func(t *testing.T) { f.record(t, 7, pemSerial) }, "is gone"},
 		{"older record", func(t *testing.T) { f.record(t, 6) }, func(t *testing.T) { f.record(t, 7, pemSerial) }, "older than number 7"},
 		{"rules deleted", func(t *testing.T) { require.NoError(t, os.Remove(f.access)) },
@@ -150,7 +150,7 @@ func TestFirstLoadRefusesBrokenInputs(t *testing.T) {
 		{"named rules file missing", func(*testing.T, *fixture) {}, true, "does not exist (it was named explicitly"},
 		{"rules broken", func(t *testing.T, f *fixture) { f.write(t, f.access, []byte("pem reed\n")) }, false, `unknown grant "reed"`},
 		{"CRL garbage", func(t *testing.T, f *fixture) { f.write(t, f.layout.CRL(), []byte("x")) }, false, "no PEM X509 CRL"},
-		{"record garbage", func(t *testing.T, f *fixture) { f.write(t, recordPath(f.layout), []byte("{")) }, false, "revocation record"},
+		{"record garbage", func(t *testing.T, f *fixture) { f.write(t, f.layout.RevocationRecord(), []byte("{")) }, false, "revocation record"},
 		{"no root", func(t *testing.T, f *fixture) { require.NoError(t, os.Remove(f.layout.RootCert())) }, false, "root.crt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 // hands each new Trust to publish, until ctx ends. What failed to load is
 // logged; the Trust published then still holds its last good state.
 func (l *Loader) Watch(ctx context.Context, interval time.Duration, publish func(*proxy.Trust) error) {
-	last := l.stamps()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -23,11 +22,9 @@ func (l *Loader) Watch(ctx context.Context, interval time.Duration, publish func
 			return
 		case <-t.C:
 		}
-		now := l.stamps()
-		if now == last {
+		if !l.changed() {
 			continue
 		}
-		last = now
 		l.Reload(publish)
 	}
 }
@@ -45,6 +42,15 @@ func (l *Loader) Reload(publish func(*proxy.Trust) error) {
 	if err == nil {
 		l.o.Log.Info("trust reloaded", "trust", trust.Describe)
 	}
+}
+
+// changed reports whether an input looks different from when the last
+// Load began.
+func (l *Loader) changed() bool {
+	now := l.stamps()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return now != l.seen
 }
 
 // stamps tells whether any input changed: an atomic rename changes the

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -87,55 +88,17 @@ func ParseRules(name string, r io.Reader) (*Rules, error) {
 		if i := strings.IndexByte(text, '#'); i >= 0 {
 			text = text[:i]
 		}
-		text = strings.TrimSpace(text)
-		if text == "" {
+		if text = strings.TrimSpace(text); text == "" {
 			continue
 		}
-		fail := func(format string, a ...any) error {
-			return fmt.Errorf("%s:%d: %s", name, n, fmt.Sprintf(format, a...))
-		}
-		fields := strings.Fields(text)
-		who := fields[0]
-		if !ruleName.MatchString(who) {
-			return nil, fail("%q is not a client name (letters, digits, '.', '_', '-') or *", who)
-		}
-		if prev, dup := rs.byName[who]; dup {
-			return nil, fail("%q already has a rule on line %d; give each name one line", who, prev.line)
-		}
-		rest := strings.TrimSpace(strings.TrimPrefix(text, who))
-		if rest == "" {
-			return nil, fail("no grant for %q: use read, operations, operations:SERVER, all or none", who)
-		}
-		ru := &rule{line: n, text: strings.Join(fields, " ")}
-		seen := map[string]bool{}
-		for _, g := range strings.Split(rest, ",") {
-			g = strings.TrimSpace(g)
-			if g == "" {
-				return nil, fail("empty grant: grants are separated by single commas")
-			}
-			if seen[g] {
-				return nil, fail("%q given twice", g)
-			}
-			seen[g] = true
-			word, server, hasServer := strings.Cut(g, ":")
-			switch {
-			case word == grantOperations && hasServer:
-				if !serverName.MatchString(server) {
-					return nil, fail("%q is not a barman server name", server)
-				}
-				ru.grants = append(ru.grants, grant{word: grantOperations, server: server})
-			case hasServer:
-				return nil, fail("only operations takes a server (operations:SERVER), not %q", g)
-			case word == readable, word == grantOperations, word == grantAll:
-				ru.grants = append(ru.grants, grant{word: word})
-			case word == grantNone:
-				ru.grants = append(ru.grants, grant{word: word})
-			default:
-				return nil, fail("unknown grant %q: use read, operations, operations:SERVER, all or none", g)
+		who, ru, err := parseRule(n, text)
+		if err == nil {
+			if prev, dup := rs.byName[who]; dup {
+				err = fmt.Errorf("%q already has a rule on line %d; give each name one line", who, prev.line)
 			}
 		}
-		if len(ru.grants) > 1 && (seen[grantNone] || seen[grantAll]) {
-			return nil, fail("%q must be alone on its line", map[bool]string{true: grantNone, false: grantAll}[seen[grantNone]])
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
 		}
 		rs.byName[who] = ru
 	}
@@ -143,6 +106,57 @@ func ParseRules(name string, r io.Reader) (*Rules, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return rs, nil
+}
+
+// parseRule reads one line without its comment: NAME GRANT[, GRANT]...
+func parseRule(line int, text string) (string, *rule, error) {
+	fields := strings.Fields(text)
+	who := fields[0]
+	if !ruleName.MatchString(who) {
+		return "", nil, fmt.Errorf("%q is not a client name (letters, digits, '.', '_', '-') or *", who)
+	}
+	rest := strings.TrimSpace(strings.TrimPrefix(text, who))
+	if rest == "" {
+		return "", nil, fmt.Errorf("no grant for %q: use read, operations, operations:SERVER, all or none", who)
+	}
+	ru := &rule{line: line, text: strings.Join(fields, " ")}
+	seen := map[string]bool{}
+	for _, g := range strings.Split(rest, ",") {
+		g = strings.TrimSpace(g)
+		switch {
+		case g == "":
+			return "", nil, errors.New("empty grant: grants are separated by single commas")
+		case seen[g]:
+			return "", nil, fmt.Errorf("%q given twice", g)
+		}
+		seen[g] = true
+		gr, err := parseGrant(g)
+		if err != nil {
+			return "", nil, err
+		}
+		ru.grants = append(ru.grants, gr)
+	}
+	if len(ru.grants) > 1 && (seen[grantNone] || seen[grantAll]) {
+		return "", nil, fmt.Errorf("%q must be alone on its line", map[bool]string{true: grantNone, false: grantAll}[seen[grantNone]])
+	}
+	return who, ru, nil
+}
+
+// parseGrant reads one GRANT.
+func parseGrant(g string) (grant, error) {
+	word, server, hasServer := strings.Cut(g, ":")
+	switch {
+	case word == grantOperations && hasServer:
+		if !serverName.MatchString(server) {
+			return grant{}, fmt.Errorf("%q is not a barman server name", server)
+		}
+		return grant{word: grantOperations, server: server}, nil
+	case hasServer:
+		return grant{}, fmt.Errorf("only operations takes a server (operations:SERVER), not %q", g)
+	case word == readable, word == grantOperations, word == grantAll, word == grantNone:
+		return grant{word: word}, nil
+	}
+	return grant{}, fmt.Errorf("unknown grant %q: use read, operations, operations:SERVER, all or none", g)
 }
 
 // Path is the file the rules were read from.

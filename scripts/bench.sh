@@ -65,7 +65,7 @@ measure() {
 
 "$UP" --help >/dev/null 2>&1 || true
 for kt in ecdsa-p256 rsa-2048; do
-	"$BIN" init --tpa-dir "$WORK/$kt/tpa" --state-dir "$WORK/$kt/state" --cluster-name bench --hostname localhost --ip 127.0.0.1 --key-type "$kt" >/dev/null
+	"$BIN" init --tpa-dir "$WORK/$kt/tpa" --state-dir "$WORK/$kt/state" --cluster-name bench --hostname localhost --ip 127.0.0.1 --key-type "$kt" --no-system-trust >/dev/null
 done
 
 # Stand-in upstreams on CPU 1: keep-alive (fast) and Connection: close (as pg-backup-api).

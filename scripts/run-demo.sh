@@ -10,7 +10,7 @@ ADMIN=${ADMIN:-127.0.0.1:8481}
 UPSTREAM=${UPSTREAM:-127.0.0.1:17480}
 PKI="--tpa-dir $DEMO/tpa --state-dir $DEMO/state"
 
-$BIN init $PKI --cluster-name demo --hostname localhost --ip 127.0.0.1
+$BIN init $PKI --cluster-name demo --hostname localhost --ip 127.0.0.1 --no-system-trust
 [ -e "$DEMO/tpa/pem.crt" ] || $BIN issue-client $PKI --name pem
 
 pids=""

@@ -8,9 +8,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"sync/atomic"
@@ -156,6 +157,8 @@ func newManaged(ctx context.Context, o Options, signer *pki.ServerSigner) (*Mana
 	if err := o.Registerer.Register(mc.renewals); err != nil {
 		return nil, fmt.Errorf("registering the renewal metric: %w", err)
 	}
+	mc.renewals.WithLabelValues("ok")
+	mc.renewals.WithLabelValues("failed")
 	zlog := zap.New(newSlogCore(log.With("component", "certmagic")))
 	mc.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return mc.magic, nil },
@@ -169,7 +172,7 @@ func newManaged(ctx context.Context, o Options, signer *pki.ServerSigner) (*Mana
 		RenewalWindowRatio: 1.0 / 3,
 		Issuers:            []certmagic.Issuer{issuer},
 		KeySource:          certmagic.StandardKeyGenerator{KeyType: magicKeyType(meta.KeyType)},
-		Storage:            &certmagic.FileStorage{Path: filepath.Join(l.StateDir, "certmagic")},
+		Storage:            &certmagic.FileStorage{Path: filepath.Join(l.ServerStore(), "certmagic")},
 		OCSP:               certmagic.OCSPConfig{DisableStapling: true},
 		DisableARI:         true,
 		DefaultServerName:  mc.subject,
@@ -180,6 +183,10 @@ func newManaged(ctx context.Context, o Options, signer *pki.ServerSigner) (*Mana
 			return nil
 		},
 	})
+	if err := mc.adoptInstalled(ctx, l, issuer, log); err != nil {
+		mc.cache.Stop()
+		return nil, err
+	}
 	if err := mc.magic.ManageSync(ctx, []string{mc.subject}); err != nil {
 		mc.cache.Stop()
 		return nil, fmt.Errorf("obtaining the server certificate from the intermediate: %w", err)
@@ -187,27 +194,81 @@ func newManaged(ctx context.Context, o Options, signer *pki.ServerSigner) (*Mana
 	return mc, nil
 }
 
-// onEvent logs obtained and failed certificates, counts them, and copies
-// each new certificate to the TPA directory.
+// adoptInstalled hands certmagic the pair init installed in
+// pg-backup-api.crt/.key when its store has none yet and the pair is one
+// the intermediate would issue now, so that init and the first serve do
+// not issue two certificates. certmagic then renews it in time.
+func (mc *Managed) adoptInstalled(ctx context.Context, l pki.Layout, issuer *intermediateIssuer, log *slog.Logger) error {
+	key := issuer.IssuerKey()
+	if mc.magic.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(key, mc.subject)) {
+		return nil
+	}
+	certPEM, keyPEM, why := issuer.signer.Reusable(l, 1.0/3, time.Now())
+	if why == "" {
+		if leaf, err := pki.ParseCerts(certPEM); err == nil && leaf[0].NotAfter.Sub(leaf[0].NotBefore) > issuer.lifetime+time.Hour {
+			why = "its lifetime is longer than the configured one"
+		}
+	}
+	if why != "" {
+		log.Info("obtaining a new server certificate", "why_not_the_installed_one", why)
+		return nil
+	}
+	leaf, err := pki.ParseCerts(certPEM)
+	if err != nil {
+		return err
+	}
+	meta, err := json.Marshal(certmagic.CertificateResource{SANs: certNames(leaf[0])})
+	if err != nil {
+		return err
+	}
+	for k, v := range map[string][]byte{
+		certmagic.StorageKeys.SiteCert(key, mc.subject):       certPEM,
+		certmagic.StorageKeys.SitePrivateKey(key, mc.subject): keyPEM,
+		certmagic.StorageKeys.SiteMeta(key, mc.subject):       meta,
+	} {
+		if err := mc.magic.Storage.Store(ctx, k, v); err != nil {
+			return fmt.Errorf("handing the installed server certificate to the renewal store: %w", err)
+		}
+	}
+	log.Info("serving the server certificate init installed; it is renewed at a third of its lifetime left", "serial", pki.SerialHex(leaf[0]))
+	return pki.StoreServedCert(l, certPEM, keyPEM)
+}
+
+// certNames are the DNS and IP names of a certificate.
+func certNames(c *x509.Certificate) []string {
+	names := append([]string(nil), c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names
+}
+
+// onEvent logs obtained and failed certificates, counts them, and hands
+// each new one on: into the service's store, and from there to the TPA
+// directory where the service may write it (a packaged service may not:
+// root's sync-server-cert copies it).
 func (mc *Managed) onEvent(ctx context.Context, l pki.Layout, event string, data map[string]any, log *slog.Logger) {
 	renewal, _ := data["renewal"].(bool)
 	switch event {
 	case "cert_obtained":
 		certPath, _ := data["certificate_path"].(string)
 		keyPath, _ := data["private_key_path"].(string)
-		err := mc.install(ctx, l, certPath, keyPath)
+		err := mc.store(ctx, l, certPath, keyPath)
 		if err != nil {
-			log.Error("server certificate obtained but not copied to the TPA directory", "err", err)
+			log.Error("server certificate obtained but not stored", "store", l.ServerStore(), "err", err)
 		}
 		mc.renewals.WithLabelValues(resultLabel(err)).Inc()
-		log.Info("server certificate obtained", "renewal", renewal, "copied_to", l.ServerCert())
+		log.Info("server certificate obtained", "renewal", renewal, "stored_in", l.ServerStore())
+		exportServed(l, log)
 	case "cert_failed":
 		mc.renewals.WithLabelValues("failed").Inc()
 		log.Error("obtaining the server certificate failed; the current one stays in use", "renewal", renewal, "err", data["error"])
 	}
 }
 
-func (mc *Managed) install(ctx context.Context, l pki.Layout, certPath, keyPath string) error {
+// store writes the pair certmagic keeps at certPath/keyPath into the
+// service's store.
+func (mc *Managed) store(ctx context.Context, l pki.Layout, certPath, keyPath string) error {
 	certPEM, err := mc.magic.Storage.Load(ctx, certPath)
 	if err != nil {
 		return err
@@ -216,7 +277,23 @@ func (mc *Managed) install(ctx context.Context, l pki.Layout, certPath, keyPath 
 	if err != nil {
 		return err
 	}
-	return pki.InstallServerCert(l, certPEM, keyPEM, time.Now())
+	return pki.StoreServedCert(l, certPEM, keyPEM)
+}
+
+// exportServed copies the stored pair to pg-backup-api.crt/.key where
+// this account may write the TPA directory (a demo, a test, a
+// hand-run serve); the packaged service may not, and root's
+// sync-server-cert does it.
+func exportServed(l pki.Layout, log *slog.Logger) {
+	copied, err := pki.ExportServedCert(l, time.Now())
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		log.Debug("the TPA directory is root's: pgbapi-proxy sync-server-cert copies the new certificate there", "err", err)
+	case err != nil:
+		log.Error("the new server certificate was not copied to the TPA directory", "err", err)
+	case copied:
+		log.Info("server certificate copied to the TPA directory", "cert", l.ServerCert())
+	}
 }
 
 // GetCertificate serves certmagic's current certificate.
@@ -273,11 +350,7 @@ func (i *intermediateIssuer) Issue(ctx context.Context, csr *x509.CertificateReq
 	if err != nil {
 		return nil, err
 	}
-	var out []byte
-	for _, c := range chain {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return &certmagic.IssuedCertificate{Certificate: out}, nil
+	return &certmagic.IssuedCertificate{Certificate: pki.EncodeCerts(chain...)}, nil
 }
 
 // IssuerKey names the storage folder; a new intermediate gets a new one.

@@ -61,6 +61,20 @@ func TestManagedRenews(t *testing.T) {
 	assert.GreaterOrEqual(t, testutil.ToFloat64(m.renewals.WithLabelValues("ok")), 1.0)
 }
 
+// The pair init installed is served as it is: init and the first serve
+// do not issue two certificates.
+func TestManagedServesTheInstalledPair(t *testing.T) {
+	l := newPKI(t)
+	installed, err := pki.LoadCerts(l.ServerCert())
+	require.NoError(t, err)
+	src, err := Open(context.Background(), options(l, pki.Days(pki.DefaultServerDays)))
+	require.NoError(t, err)
+	defer src.(*Managed).Stop()
+	assert.Equal(t, pki.SerialHex(installed[0]), serial(t, src))
+	_, err = os.Stat(l.ServerCert() + ".old")
+	assert.ErrorIs(t, err, os.ErrNotExist, "nothing was replaced")
+}
+
 // Without the CA key the files are served as they are; SIGHUP reloads
 // them, and a broken file keeps the one served.
 func TestStaticReloadKeepsTheLastGoodPair(t *testing.T) {

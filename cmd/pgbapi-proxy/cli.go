@@ -41,7 +41,7 @@ func init() {
 	commandTable = []command{
 		initCommand, issueClientCommand, listCommand, showCommand, revokeCommand,
 		serveCommand, statusCmd, checkAccessCommand, doctorCommand,
-		versionCommand, manpageCommand, completionCommand,
+		syncServerCertCommand, versionCommand, manpageCommand, completionCommand,
 	}
 }
 

@@ -66,7 +66,8 @@ func TestExitCodes(t *testing.T) {
 		{"status", []string{"status", "--timeout", "0s"}, 2, "--timeout must be more than 0"},
 		{"status", []string{"status", "--admin-listen", "localhost"}, 2, `--admin-listen "localhost": give HOST:PORT`},
 		{"doctor", empty.flags("doctor", "--settings-file", "/dev/null", "--listen", "443"), 2, `--listen "443": give HOST:PORT`},
-		{"revoke", d.flags("revoke"), 2, "needs --name NAME or --serial SERIAL"},
+		{"revoke", d.flags("revoke"), 2, "revoke needs one of --name NAME, --serial SERIAL or --cert FILE"},
+		{"revoke", d.flags("revoke", "--name", "pem", "--serial", "01"), 2, "revoke needs one of"},
 		{"revoke", d.flags("revoke", "--name", "nobody"), 1, `no client certificate named "nobody"`},
 
 		{"serve", empty.flags("serve", "--log-format", "xml"), 2, `--log-format "xml"`},
@@ -83,6 +84,9 @@ func TestExitCodes(t *testing.T) {
 		{"doctor", empty.flags("doctor", "--settings-file", "/dev/null", "--cert", "c.crt"), 2, "--cert and --key go together"},
 		{"doctor", empty.flags("doctor", "--settings-file", "/dev/null", "--upstream", "http://"), 2, "--upstream"},
 		{"doctor", empty.flags("doctor", "--settings-file", "/dev/null", "--listen", closed, "--admin-listen", closed, "--hostname", "h"), 1, "doctor found"},
+
+		{"sync-server-cert", d.flags("sync-server-cert", "x"), 2, "takes no arguments"},
+		{"sync-server-cert", empty.flags("sync-server-cert"), 1, ""},
 
 		{"version", []string{"version", "x"}, 2, "takes no arguments"},
 		{"manpage", []string{"manpage", "x"}, 2, "takes no arguments"},

@@ -124,7 +124,7 @@ func TestJSONShapes(t *testing.T) {
 	}
 
 	revoked := jsonOut(t, d.flags("revoke", "--json", "--name", "pem")...)
-	assertShape(t, "revoke", revoked, []string{"revoked", "already_revoked", "crls"})
+	assertShape(t, "revoke", revoked, []string{"revoked", "already_revoked", "number", "record", "crls"})
 	var rv struct {
 		Revoked []json.RawMessage `json:"revoked"`
 	}

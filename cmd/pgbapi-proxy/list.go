@@ -16,7 +16,8 @@ var listCommand = command{
 	summary: "list the certificates issued here and their state",
 	about: `Lists every certificate issued on this host, from the inventory in the
 state dir: name, kind, serial, expiry and state (valid, expiring within 30
-days, expired, revoked). Certificates since replaced by a renewal are shown
+days, expired, revoked). Certificates init found signed by the cluster CA
+(from an older setup) are marked adopted. Certificates since replaced by a renewal are shown
 with --all.`,
 	setup: func(fs *pflag.FlagSet) runFunc {
 		layout := layoutFlags(fs)
@@ -52,6 +53,9 @@ with --all.`,
 				state := string(r.State)
 				if r.Replaced {
 					state += " (replaced)"
+				}
+				if r.Adopted {
+					state += " (adopted)"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.Serial, r.NotAfter.Format("2006-01-02 15:04"), state, r.Path)
 			}

@@ -61,9 +61,12 @@ func runCmd(t *testing.T, cmd *exec.Cmd) result {
 }
 
 // cleanEnv is the test's environment without any PGBAPI_PROXY_ setting
-// that could leak in from the shell.
+// that could leak in from the shell. init never touches this machine's
+// system trust store from a test: a test that wants it installed passes
+// PGBAPI_PROXY_NO_SYSTEM_TRUST=false and a scratch
+// PGBAPI_PROXY_SYSTEM_TRUST_DIR (the last setting wins).
 func cleanEnv() []string {
-	var env []string
+	env := []string{envPrefix + "NO_SYSTEM_TRUST=true"}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, envPrefix) {
 			env = append(env, kv)

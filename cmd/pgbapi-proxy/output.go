@@ -33,18 +33,23 @@ type initStep struct {
 	Note   string `json:"note"`
 }
 
-// printInitJSON prints init's report; it returns err, so that a failed
-// init still reports what it did.
-func printInitJSON(sio *stdio, steps []pki.Step, test string, err error) error {
-	out := initOutput{Steps: []initStep{}}
-	for _, s := range steps {
-		out.Steps = append(out.Steps, initStep{Action: string(s.Action), What: s.What, Path: s.Path, Note: s.Note})
+// reportInit prints what init did, as text or JSON, and returns err: a
+// failed init still reports the steps it made. test is the curl command
+// that tries the setup ("" after a failure).
+func reportInit(sio *stdio, asJSON bool, steps []pki.Step, test string, err error) error {
+	if asJSON {
+		out := initOutput{Steps: []initStep{}, Test: test}
+		for _, s := range steps {
+			out.Steps = append(out.Steps, initStep{Action: string(s.Action), What: s.What, Path: s.Path, Note: s.Note})
+		}
+		if jerr := writeJSON(sio.out, out); jerr != nil {
+			return jerr
+		}
+		return err
 	}
+	printSteps(sio, steps)
 	if err == nil {
-		out.Test = test
-	}
-	if jerr := writeJSON(sio.out, out); jerr != nil {
-		return jerr
+		fmt.Fprintf(sio.out, "\nTest it: %s\n", test)
 	}
 	return err
 }
@@ -74,7 +79,9 @@ func printIssueJSON(sio *stdio, res *pki.Issued, bundle, bundleDir string) error
 type revokeOutput struct {
 	Revoked        []revokedCert `json:"revoked"`         // newly revoked
 	AlreadyRevoked []revokedCert `json:"already_revoked"` // revoked before
-	CRLs           []string      `json:"crls"`            // the CRL files written
+	Number         int64         `json:"number"`          // of the revocation record and the CRL
+	Record         string        `json:"record"`          // the revocation record the proxy enforces
+	CRLs           []string      `json:"crls"`            // the signed CRLs written; [] without the CA key
 }
 
 type revokedCert struct {
@@ -82,7 +89,7 @@ type revokedCert struct {
 	Serial string `json:"serial"`
 }
 
-func printRevokeJSON(sio *stdio, res *pki.Revoked, crls ...string) error {
+func printRevokeJSON(sio *stdio, res *pki.Revoked) error {
 	conv := func(recs []pki.Record) []revokedCert {
 		out := []revokedCert{}
 		for _, r := range recs {
@@ -90,7 +97,9 @@ func printRevokeJSON(sio *stdio, res *pki.Revoked, crls ...string) error {
 		}
 		return out
 	}
-	return writeJSON(sio.out, revokeOutput{Revoked: conv(res.Records), AlreadyRevoked: conv(res.Already), CRLs: crls})
+	crls := append([]string{}, res.CRLPaths...)
+	return writeJSON(sio.out, revokeOutput{Revoked: conv(res.Records), AlreadyRevoked: conv(res.Already),
+		Number: res.Number, Record: res.RecordPath, CRLs: crls})
 }
 
 // accessOutput is check-access --json.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
 	"github.com/pgbapi/pgbapi-proxy/pkisource"
@@ -15,32 +16,46 @@ import (
 var revokeCommand = command{
 	name:    "revoke",
 	summary: "revoke a client certificate; the running proxy refuses it within seconds",
-	about: `Marks client certificates revoked in the inventory and writes a CRL signed
-by the cluster root to the state dir (crl.pem) and next to root.crt. The
-running proxy picks it up within a second: new handshakes with the
-certificate fail, and requests on connections already open get 403.
+	about: `Marks certificates revoked in the inventory and writes the revocation
+record (revoked.json in the state dir, root's), which the running proxy
+enforces within a second: new handshakes with the certificate fail, and
+requests on connections already open get 403. Where the cluster CA key is,
+it also writes a CRL signed by the CA, with the same number, to the state
+dir (crl.pem) and next to root.crt, for openssl and other tools. Without
+the CA key (a TPA host keeps it on the controller) the record alone
+revokes: the proxy needs nothing else.
 
---name revokes every certificate issued under that name (renewed ones
-too); --serial revokes one (serials as 'pgbapi-proxy list --all' or
-'openssl x509 -serial' print them). Revoking twice is harmless.`,
+--name revokes every client certificate recorded under that name (renewed
+and adopted ones too); --serial revokes one (in any form openssl prints:
+3A9F01, 3a:9f:01, serial=3A9F01, leading zeros); --cert revokes the
+certificate in FILE, which need not be recorded but must be signed by the
+cluster CA. Revoking twice is harmless. Either every file is written or
+none is: a revocation that could not be written is not reported.`,
 	setup: func(fs *pflag.FlagSet) runFunc {
 		layout := layoutFlags(fs)
-		name := fs.String("name", "", "revoke every certificate issued under this client name")
-		serial := fs.String("serial", "", "revoke the certificate with this serial (hex)")
+		name := fs.String("name", "", "revoke every certificate recorded under this client name")
+		serial := fs.String("serial", "", "revoke the certificate with this serial (hex, as openssl prints it)")
+		cert := fs.String("cert", "", "revoke the certificate in this PEM file (signed by the cluster CA)")
 		asJSON := fs.Bool("json", false, "print JSON (see README, Machine-readable output)")
 		return func(ctx context.Context, sio *stdio, args []string) error {
 			if err := noArgs("revoke", args); err != nil {
 				return err
 			}
-			if (*name == "") == (*serial == "") {
-				return usagef("revoke needs --name NAME or --serial SERIAL (one of them)")
+			given := 0
+			for _, s := range []string{*name, *serial, *cert} {
+				if s != "" {
+					given++
+				}
 			}
-			res, err := pki.Revoke(pki.RevokeOptions{Layout: *layout, Name: *name, Serial: *serial})
+			if given != 1 {
+				return usagef("revoke needs one of --name NAME, --serial SERIAL or --cert FILE")
+			}
+			res, err := pki.Revoke(pki.RevokeOptions{Layout: *layout, Name: *name, Serial: *serial, CertFile: *cert})
 			if err != nil {
 				return err
 			}
 			if *asJSON {
-				return printRevokeJSON(sio, res, res.CRLPath, layout.TPACRL())
+				return printRevokeJSON(sio, res)
 			}
 			for _, r := range res.Records {
 				fmt.Fprintf(sio.out, "revoked %s (serial %s)\n", r.Name, r.Serial)
@@ -48,7 +63,12 @@ too); --serial revokes one (serials as 'pgbapi-proxy list --all' or
 			for _, r := range res.Already {
 				fmt.Fprintf(sio.out, "already revoked %s (serial %s)\n", r.Name, r.Serial)
 			}
-			fmt.Fprintf(sio.out, "CRL written to %s and %s\n", res.CRLPath, layout.TPACRL())
+			fmt.Fprintf(sio.out, "revocation record %d written to %s\n", res.Number, res.RecordPath)
+			if len(res.CRLPaths) > 0 {
+				fmt.Fprintf(sio.out, "CRL %d written to %s\n", res.Number, strings.Join(res.CRLPaths, " and "))
+			} else {
+				fmt.Fprintf(sio.out, "no CRL signed: the cluster CA key is not on this host (the proxy enforces the record; for other tools, revoke the same serial where the CA key is and copy its crl.pem here)\n")
+			}
 			return nil
 		}
 	},

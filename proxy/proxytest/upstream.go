@@ -1,8 +1,9 @@
 // Package proxytest provides an upstream that answers like pg-backup-api
 // 2.x, for tests and for the `make run` demo. It is an imitation: it runs
 // no Barman command, but it keeps the API's routes, status codes, headers
-// and quirks (see ../../../shared/DESIGN.md section 2) that a proxy in front
-// of it must respect.
+// and quirks that a proxy in front of it must respect: no keep-alive, a
+// Content-Length on every answer, 100 Continue for Expect, a 308 to
+// http://<Host>/... for doubled slashes, JSON 404s and HTML 400/405s.
 package proxytest
 
 import (

@@ -1,0 +1,152 @@
+package pki
+
+import (
+	"bytes"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// The server certificate changes hands in two steps, so that the service
+// that renews it never writes anything root relies on:
+//
+//  1. serve (the service account) stores each pair it obtains in its own
+//     directory, the server store (StoreServedCert);
+//  2. root copies the pair from there to pg-backup-api.crt/.key in the TPA
+//     directory and records it in the inventory (ExportServedCert, which
+//     `pgbapi-proxy sync-server-cert` runs, started by a systemd path unit
+//     when the stored certificate changes). Root reads the store without
+//     following links and copies only a pair that verifies as a server
+//     certificate of this PKI.
+
+// serverStoreName is the service's own directory in the state directory.
+const serverStoreName = "server"
+
+// maxServedFile bounds what root reads from the service's store.
+const maxServedFile = 1 << 20
+
+// ServerStore is the service's own directory: certmagic's store and the
+// pair it serves now. Nothing in it is trusted without a check.
+func (l Layout) ServerStore() string { return filepath.Join(l.StateDir, serverStoreName) }
+
+// ServedCert is the certificate the service serves now, in its store.
+func (l Layout) ServedCert() string { return l.CertIn(l.ServerStore(), ServerName) }
+
+// ServedKey is the key of ServedCert.
+func (l Layout) ServedKey() string { return l.KeyIn(l.ServerStore(), ServerName) }
+
+// StoreServedCert writes the pair the service serves now into its store,
+// the key first, each file atomically.
+func StoreServedCert(l Layout, certPEM, keyPEM []byte) error {
+	if _, err := matchingPair(certPEM, keyPEM); err != nil {
+		return fmt.Errorf("storing the served certificate: %w", err)
+	}
+	if err := EnsureDir(l.ServerStore()); err != nil {
+		return err
+	}
+	if err := Replace(l.ServedKey(), keyPEM, KeyMode, nil); err != nil {
+		return err
+	}
+	return Replace(l.ServedCert(), certPEM, CertMode, nil)
+}
+
+// ExportServedCert copies the served pair from the store to
+// pg-backup-api.crt/.key in the TPA directory (the pair it replaces kept
+// as .old) and records it in the inventory, when it is a server
+// certificate the server-only intermediate issued, valid now. It reports whether it
+// copied anything: a pair already in place is left as it is.
+func ExportServedCert(l Layout, now time.Time) (bool, error) {
+	certPEM, err := readNoFollow(l.ServedCert())
+	if err != nil {
+		return false, err
+	}
+	keyPEM, err := readNoFollow(l.ServedKey())
+	if err != nil {
+		return false, err
+	}
+	certs, err := matchingPair(certPEM, keyPEM)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", l.ServedCert(), err)
+	}
+	root, err := LoadCert(l.RootCert())
+	if err != nil {
+		return false, err
+	}
+	inter, err := LoadCert(l.IntermediateCert())
+	if err != nil {
+		return false, fmt.Errorf("the server intermediate: %w", err)
+	}
+	// Only what the server-only intermediate signed: never, say, a client
+	// certificate of the cluster CA that the store was made to hold.
+	if err := certs[0].CheckSignatureFrom(inter); err != nil {
+		return false, fmt.Errorf("%s is not a server certificate of this PKI (not issued by %s), so it is not copied", l.ServedCert(), inter.Subject)
+	}
+	if err := VerifyChain([]*x509.Certificate{certs[0], inter}, root, x509.ExtKeyUsageServerAuth, now); err != nil {
+		return false, fmt.Errorf("%s is not a server certificate of this PKI, so it is not copied: %w", l.ServedCert(), err)
+	}
+	if current, err := os.ReadFile(l.ServerCert()); err == nil && bytes.Equal(current, certPEM) {
+		return false, nil
+	}
+	err = withLock(l, func() error {
+		if err := addRecords(l, NewRecord(ServerName, KindServer, certs[0], l.ServerCert(), now)); err != nil {
+			return err
+		}
+		for _, p := range []string{l.ServerCert(), l.ServerKey()} {
+			if err := keepOld(p); err != nil {
+				return err
+			}
+		}
+		if err := Replace(l.ServerKey(), keyPEM, KeyMode, nil); err != nil {
+			return err
+		}
+		return Replace(l.ServerCert(), certPEM, CertMode, nil)
+	})
+	return err == nil, err
+}
+
+// matchingPair parses a certificate chain and the key of its leaf.
+func matchingPair(certPEM, keyPEM []byte) ([]*x509.Certificate, error) {
+	certs, err := ParseCerts(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ParseKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	if !KeyMatches(certs[0], key) {
+		return nil, errors.New("the key does not belong to the certificate")
+	}
+	return certs, nil
+}
+
+// readNoFollow reads a regular file without following a link at path,
+// up to maxServedFile bytes: what root reads from a directory another
+// account can write.
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxServedFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxServedFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxServedFile)
+	}
+	return data, nil
+}
