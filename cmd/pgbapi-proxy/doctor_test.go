@@ -21,7 +21,7 @@ type doctorLine struct {
 func runDoctor(t *testing.T, d dirs, listen, admin, upstreamURL string) (result, []doctorLine) {
 	t.Helper()
 	args := d.flags("doctor", "--listen", listen, "--admin-listen", admin, "--upstream", upstreamURL,
-		"--hostname", "localhost", "--settings-file", "/dev/null", "--json")
+		"--hostname", "localhost", "--settings-file", "/dev/null", "--service-user", "", "--json")
 	r := cli(t, nil, args...)
 	var lines []doctorLine
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &lines), "stdout: %s\nstderr: %s", r.stdout, r.stderr)
@@ -65,7 +65,7 @@ func TestDoctor(t *testing.T) {
 		assert.True(t, areas[a], "a check of %s", a)
 	}
 	// The table form says the same.
-	r = cli(t, nil, d.flags("doctor", "--listen", p.addr, "--admin-listen", p.admin, "--upstream", upURL, "--hostname", "localhost", "--settings-file", "/dev/null")...)
+	r = cli(t, nil, d.flags("doctor", "--listen", p.addr, "--admin-listen", p.admin, "--upstream", upURL, "--hostname", "localhost", "--settings-file", "/dev/null", "--service-user", "")...)
 	requireOK(t, r)
 	assert.Regexp(t, `(?m)^ok\s+end-to-end\s+GET /status through the proxy with a 10-minute certificate`, r.stdout)
 

@@ -117,7 +117,7 @@ func TestJSONShapes(t *testing.T) {
 	assertShape(t, "status down", json.RawMessage(down.stdout), []string{"admin", "ready", "reason"})
 
 	// The shape, whatever the checks found (a loaded machine may fail one).
-	r := cli(t, nil, d.flags("doctor", "--json", "--listen", p.addr, "--admin-listen", p.admin, "--upstream", upURL, "--hostname", "localhost", "--settings-file", "/dev/null")...)
+	r := cli(t, nil, d.flags("doctor", "--json", "--listen", p.addr, "--admin-listen", p.admin, "--upstream", upURL, "--hostname", "localhost", "--settings-file", "/dev/null", "--service-user", "")...)
 	require.Contains(t, []int{0, 1}, r.code, "stderr: %s", r.stderr)
 	for _, line := range elements(t, json.RawMessage(r.stdout)) {
 		assertShape(t, "doctor", line, []string{"area", "status", "detail"}, "fix")
