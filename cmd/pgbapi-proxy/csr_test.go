@@ -78,6 +78,21 @@ func TestIssueClientFromCSR(t *testing.T) {
 		})
 	}
 
+	// --out DIR gets the certificate and root.crt, no key.
+	outDir := t.TempDir()
+	csrOut, keyOut := makeCSR(t, "ec", "/CN=svc-out")
+	requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "svc-out", "--csr", csrOut, "--out", outDir)...))
+	files := tree(t, outDir)
+	assert.Equal(t, []string{"root.crt", "svc-out.crt"}, sortStrings(fileNames(files)))
+	assert.Equal(t, tree(t, d.tpa)["root.crt"], files["root.crt"])
+	assert.Equal(t, 0, curlWith(t, d, filepath.Join(outDir, "svc-out.crt"), keyOut, p.url("/diagnose")).code)
+	// A root.crt of another CA there is refused before anything is issued.
+	otherOut := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(otherOut, "root.crt"), []byte("another CA\n"), 0o644))
+	before := tree(t, filepath.Dir(d.tpa))
+	requireOneLineError(t, cli(t, nil, d.flags("issue-client", "--name", "svc-out", "--csr", csrOut, "--out", otherOut)...), 1, "holds another certificate than the cluster's")
+	assert.Equal(t, before, tree(t, filepath.Dir(d.tpa)))
+
 	// DNS:NAME in the request is kept; renewing from a new request works.
 	csr, key := makeCSR(t, "ec", "/CN=svc-san", "-addext", "subjectAltName=DNS:svc-san")
 	requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "svc-san", "--csr", csr)...))

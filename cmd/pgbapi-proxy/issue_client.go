@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
@@ -21,7 +23,8 @@ in the inventory ('pgbapi-proxy list').
 
 With --csr FILE, the certificate is signed for the key of a PKCS#10
 request made on the client's host (openssl req -new), which never leaves
-it: only NAME.crt is written (and bundled, with root.crt). The request's
+it: only NAME.crt is written (with root.crt next to it in an --out
+directory, and in bundles). The request's
 signature must verify; its CN must be NAME or empty; it may carry
 DNS:NAME and no other DNS name, IP address, URI or e-mail address; a
 request for CA:TRUE is refused. Only its public key is used: the
@@ -68,6 +71,10 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 			if err := checkBundleOutputs(*bundle, *bundleDir); err != nil {
 				return err
 			}
+			rootCopy, err := rootCopyFor(*layout, csr, *out)
+			if err != nil {
+				return err
+			}
 			res, err := pki.IssueClient(pki.IssueOptions{
 				Layout: *layout, Name: *name, Days: *days, OutDir: *out,
 				Owner: own, Renew: *renew, KeyType: kt, CSR: csr,
@@ -77,6 +84,11 @@ retire it, find its serial with 'pgbapi-proxy list --all' and run
 			}
 			if err != nil {
 				return pkiFlagError(err, issueClientFields)
+			}
+			if rootCopy != "" {
+				if err := copyRoot(*layout, rootCopy, own); err != nil {
+					return fmt.Errorf("the certificate was issued (%s) but %s was not written: %w", res.CertPath, rootCopy, err)
+				}
 			}
 			if *bundle != "" || *bundleDir != "" {
 				if err := writeBundle(*layout, res, *bundle, *bundleDir); err != nil {
@@ -105,6 +117,40 @@ func readCSR(file, keyType string) ([]byte, error) {
 		return nil, fmt.Errorf("--csr: %w", err)
 	}
 	return data, nil
+}
+
+// rootCopyFor is where root.crt goes next to a certificate signed from a
+// request into another directory than the TPA dir (--csr --out DIR), so
+// that DIR holds what the client needs but its key; "" when nothing is to
+// be written. A root.crt already there must be the cluster's.
+func rootCopyFor(l pki.Layout, csr []byte, out string) (string, error) {
+	if csr == nil || out == "" || filepath.Clean(out) == filepath.Clean(l.TPADir) {
+		return "", nil
+	}
+	path := filepath.Join(out, pki.RootCertName)
+	have, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return path, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	want, err := os.ReadFile(l.RootCert())
+	if err != nil {
+		return "", err
+	}
+	if !bytes.Equal(have, want) {
+		return "", fmt.Errorf("%s holds another certificate than the cluster's %s: move it away (nothing was issued)", path, l.RootCert())
+	}
+	return "", nil // already there
+}
+
+func copyRoot(l pki.Layout, path string, owner *pki.Owner) error {
+	data, err := os.ReadFile(l.RootCert())
+	if err != nil {
+		return err
+	}
+	return pki.WriteNew(path, data, pki.CertMode, owner)
 }
 
 // checkBundleOutputs checks, before anything is issued, that the bundle
