@@ -177,8 +177,8 @@ func KeyMatches(cert *x509.Certificate, key crypto.Signer) bool {
 // is not an error here: it is reported where it is needed.
 func CheckKeyMode(path string) error {
 	info, err := os.Stat(path)
-	if err != nil {
-		return nil
+	if err != nil || !info.Mode().IsRegular() {
+		return nil // reading it says what is wrong
 	}
 	if perm := info.Mode().Perm(); perm&0o077 != 0 {
 		return fmt.Errorf("%s is readable by others (mode %04o), so it is not used; run: chmod 600 %s", path, perm, path)

@@ -147,7 +147,23 @@ func (l *Loader) describe(revoked int) string {
 	return strings.Join(parts, "; ")
 }
 
+// notWritableByOthers refuses a trust input that group or others may
+// write: whoever can write it decides who gets in.
+func notWritableByOthers(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if info.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s may be written by group or others (mode %04o), so it is not trusted; run: chmod go-w %s", path, info.Mode().Perm(), path)
+	}
+	return nil
+}
+
 func (l *Loader) loadRoot(bool) error {
+	if err := notWritableByOthers(l.o.Layout.RootCert()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("the cluster root: %w (the last good root stays in force)", err)
+	}
 	root, err := pki.LoadCert(l.o.Layout.RootCert())
 	if err != nil {
 		return fmt.Errorf("the cluster root: %w (the last good root stays in force)", err)
@@ -183,6 +199,9 @@ func (l *Loader) loadCRL(first bool) error {
 
 // readCRL reads a PEM CRL and checks that root signed it.
 func readCRL(path string, root *x509.Certificate) (*big.Int, map[string]bool, error) {
+	if err := notWritableByOthers(path); err != nil {
+		return nil, nil, err
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
@@ -214,6 +233,9 @@ func readCRL(path string, root *x509.Certificate) (*big.Int, map[string]bool, er
 func (l *Loader) loadRecord(first bool) error {
 	path := l.o.Layout.RevocationRecord()
 	rec, err := pki.ReadRevocationRecord(path)
+	if err == nil {
+		err = notWritableByOthers(path)
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && l.record == nil:
 		return nil
@@ -261,6 +283,9 @@ func (l *Loader) loadRules(first bool) error {
 // LoadRules reads the rules file at path; a missing file is an error
 // wrapping fs.ErrNotExist.
 func LoadRules(path string) (*proxy.Rules, error) {
+	if err := notWritableByOthers(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("access rules: %w", err)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading access rules: %w", err)

@@ -109,6 +109,12 @@ func TestTrustInputsFailClosed(t *testing.T) {
 			}, "last good rules"},
 		{"rules broken", func(t *testing.T) { f.write(t, f.access, []byte("* al\n")) },
 			func(t *testing.T) { f.write(t, f.access, []byte("pem read\n* none\n")) }, "unknown grant"},
+		{"CRL writable by others", func(t *testing.T) { require.NoError(t, os.Chmod(f.layout.CRL(), 0o666)) },
+			func(t *testing.T) { require.NoError(t, os.Chmod(f.layout.CRL(), 0o644)) }, "may be written by group or others"},
+		{"record writable by group", func(t *testing.T) { require.NoError(t, os.Chmod(f.layout.RevocationRecord(), 0o664)) },
+			func(t *testing.T) { require.NoError(t, os.Chmod(f.layout.RevocationRecord(), 0o644)) }, "may be written by group or others"},
+		{"rules writable by others", func(t *testing.T) { require.NoError(t, os.Chmod(f.access, 0o646)) },
+			func(t *testing.T) { require.NoError(t, os.Chmod(f.access, 0o644)) }, "may be written by group or others"},
 		{"root gone", func(t *testing.T) { require.NoError(t, os.Remove(f.layout.RootCert())) },
 			func(t *testing.T) { f.write(t, f.layout.RootCert(), f.ca.CertPEM()) }, "last good root"},
 	}

@@ -189,7 +189,7 @@ func TestBadInputLosesNothing(t *testing.T) {
 			ca := newDirs(t)
 			requireOK(t, cli(t, nil, ca.flags("init", "--hostname", "x")...))
 			return d.flags("init", "--hostname", "h", "--ca-cert", filepath.Join(ca.tpa, "root.crt"), "--ca-key", t.TempDir())
-		}, 1, "CA key"},
+		}, 1, "reading key"},
 		{"missing out dir", func(t *testing.T, d dirs) []string {
 			return d.flags("issue-client", "--name", "pem", "--out", filepath.Join(d.tpa, "nope"))
 		}, 1, "does not exist"},

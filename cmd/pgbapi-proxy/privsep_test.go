@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,4 +45,23 @@ func TestSyncServerCert(t *testing.T) {
 	before := tree(t, d.tpa)
 	requireOneLineError(t, cli(t, nil, d.flags("sync-server-cert")...), 1, "too many levels of symbolic links")
 	assert.Equal(t, before, tree(t, d.tpa))
+}
+
+// serve says at start what it enforces, takes an upstream without a
+// scheme, and warns about an admin listener off loopback.
+func TestServeSaysWhatItEnforces(t *testing.T) {
+	d := pkiFor(t)
+	requireOK(t, cli(t, nil, d.flags("issue-client", "--name", "gone")...))
+	requireOK(t, cli(t, nil, d.flags("revoke", "--name", "gone")...))
+	rules := filepath.Join(t.TempDir(), "access")
+	writeRules(t, rules, "pem read\n* none\n")
+	_, upURL := upstream(t)
+	p := startProxy(t, d, strings.TrimPrefix(upURL, "http://"), nil, "--access-file", rules, "--admin-listen", "0.0.0.0:0")
+	logs := p.waitLog(t, "msg=serving")
+	assert.Contains(t, logs, "the admin listener is not on loopback")
+	assert.Contains(t, logs, "upstream_max_inflight=1")
+	assert.Contains(t, logs, "1 revoked")
+	assert.Contains(t, logs, "access rules "+rules+" (2 names)")
+	assert.Contains(t, logs, "revocation record")
+	requireOK(t, curlClient(t, d, "pg-backup-user", p.url("/status")))
 }
