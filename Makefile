@@ -66,6 +66,8 @@ test: lint ## run every test, and the fuzzers for a short while (see .ci/run for
 	$(GO) test -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME) ./packaging/pin
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePEM$$' -fuzztime $(FUZZTIME) ./pki
 	$(GO) test -run '^$$' -fuzz '^FuzzEnvFlags$$' -fuzztime $(FUZZTIME) ./cmd/pgbapi-proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/envfile
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCSR$$' -fuzztime $(FUZZTIME) ./pki
 
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi

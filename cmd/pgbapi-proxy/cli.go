@@ -40,7 +40,7 @@ var commandTable []command
 func init() {
 	commandTable = []command{
 		initCommand, issueClientCommand, listCommand, showCommand, revokeCommand,
-		serveCommand, statusCmd, checkAccessCommand, doctorCommand,
+		serveCommand, statusCommand, checkAccessCommand, doctorCommand,
 		syncServerCertCommand, versionCommand, manpageCommand, completionCommand,
 	}
 }

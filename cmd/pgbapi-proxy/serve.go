@@ -281,29 +281,3 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	}
 	return nil, usagef("--log-format %q: use text or json", format)
 }
-
-var statusCommand = command{
-	name:    "status",
-	summary: "print OK when the proxy is ready, or why it is not",
-	about: `Asks the running proxy's admin listener (/readyz). Prints OK and exits 0
-when pg-backup-api answers /status and the server certificate is not near
-expiry; otherwise prints the reason and exits 1.`,
-	setup: func(fs *pflag.FlagSet) runFunc {
-		admin := fs.String("admin-listen", proxy.DefaultAdminListen, "the proxy's admin address")
-		timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for an answer")
-		return func(ctx context.Context, sio *stdio, args []string) error {
-			if err := noArgs("status", args); err != nil {
-				return err
-			}
-			ready, err := proxy.CheckReady(ctx, *admin, *timeout)
-			if err != nil {
-				return err
-			}
-			if !ready.Ready {
-				return fmt.Errorf("not ready: %s", ready.Reason)
-			}
-			fmt.Fprintln(sio.out, "OK")
-			return nil
-		}
-	},
-}

@@ -10,9 +10,8 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// statusCmd is status with --json. It replaces statusCommand in serve.go
-// (which this branch may not edit); that one can go when they merge.
-var statusCmd = command{
+// statusCommand asks the running proxy whether it is ready.
+var statusCommand = command{
 	name:    "status",
 	summary: "print OK when the proxy is ready, or why it is not",
 	about: `Asks the running proxy's admin listener (/readyz). Prints OK and exits 0
