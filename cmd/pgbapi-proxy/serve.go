@@ -106,6 +106,7 @@ service) answers wrongly under concurrent requests: there, set
 					logger.Info("reloaded certificates, CRL and access rules")
 				}
 			}()
+			notifyReady(ctx, logger) // systemd Type=notify: listeners up, certificate loaded
 			return srv.Serve(ctx)
 		}
 	},
