@@ -45,13 +45,32 @@ func TestMain(m *testing.M) {
 			}
 		}
 	}
+	binBefore := binListing()
 	code := m.Run()
 	os.RemoveAll(dist)
+	if after := binListing(); after != binBefore {
+		fmt.Fprintf(os.Stderr, "FAIL: the tests changed the developer's bin/:\nbefore:\n%s\nafter:\n%s\n", binBefore, after)
+		code = 1
+	}
 	os.Exit(code)
 }
 
+// binListing describes the developer's bin/ (but bin/tools, where make
+// keeps the pinned nfpm): what `make build` left there, which the tests
+// must not overwrite (they build into directories of their own).
+func binListing() string {
+	var b strings.Builder
+	entries, _ := os.ReadDir(filepath.Join(repoRoot, "bin"))
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && e.Name() != "tools" {
+			fmt.Fprintf(&b, "%s %d %s\n", e.Name(), info.Size(), info.ModTime())
+		}
+	}
+	return b.String()
+}
+
 func makePackages(version, out string) error {
-	cmd := exec.Command("make", "-C", repoRoot, "packages", "VERSION="+version, "DIST="+out, "PG_BACKUP_API_VERSION="+testPin)
+	cmd := exec.Command("make", "-C", repoRoot, "packages", "VERSION="+version, "DIST="+out, "BUILD="+filepath.Join(out, "build"), "PG_BACKUP_API_VERSION="+testPin)
 	output, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("make packages VERSION=%s: %v\n%s", version, err, output)
@@ -128,7 +147,8 @@ func TestRPMContents(t *testing.T) {
 }
 
 func TestUntranslatablePinStopsTheBuild(t *testing.T) {
-	out, err := exec.Command("make", "-C", repoRoot, "deb", "VERSION=1.0.0", "DIST="+t.TempDir(), "PG_BACKUP_API_VERSION=2.*.0").CombinedOutput()
+	tmp := t.TempDir()
+	out, err := exec.Command("make", "-C", repoRoot, "deb", "VERSION=1.0.0", "DIST="+tmp, "BUILD="+filepath.Join(tmp, "build"), "PG_BACKUP_API_VERSION=2.*.0").CombinedOutput()
 	require.Error(t, err)
 	assert.Regexp(t, regexp.MustCompile(`nfpmconfig: PG_BACKUP_API_VERSION="2\.\*\.0": a '\*' is only understood at the end`), string(out))
 }
@@ -146,15 +166,15 @@ func TestLintian(t *testing.T) {
 
 // make install lays the tree out where the packages put things.
 func TestMakeInstall(t *testing.T) {
-	dest := t.TempDir()
-	out, err := exec.Command("make", "-C", repoRoot, "install", "DESTDIR="+dest, "PREFIX=/usr/local").CombinedOutput()
+	dest, build := t.TempDir(), "BUILD="+t.TempDir()
+	out, err := exec.Command("make", "-C", repoRoot, "install", "DESTDIR="+dest, "PREFIX=/usr/local", build).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	want := map[string]os.FileMode{
 		"usr/local/bin/pgbapi-proxy":                               0o755,
 		"usr/local/share/man/man1/pgbapi-proxy.1.gz":               0o644,
 		"usr/local/share/bash-completion/completions/pgbapi-proxy": 0o644,
 		"usr/local/share/pgbapi-proxy/grafana-dashboard.json":      0o644,
-		"usr/lib/systemd/system/pgbapi-proxy.service":              0o644,
+		"usr/local/lib/systemd/system/pgbapi-proxy.service":        0o644,
 		"etc/default/pgbapi-proxy":                                 0o644,
 	}
 	got := map[string]os.FileMode{}
@@ -168,14 +188,17 @@ func TestMakeInstall(t *testing.T) {
 		return err
 	}))
 	assert.Equal(t, want, got)
-	unit, err := os.ReadFile(filepath.Join(dest, "usr/lib/systemd/system/pgbapi-proxy.service"))
+	unit, err := os.ReadFile(filepath.Join(dest, "usr/local/lib/systemd/system/pgbapi-proxy.service"))
 	require.NoError(t, err)
 	assert.Contains(t, string(unit), "ExecStart=/usr/local/bin/pgbapi-proxy serve\n")
+	// ... where systemd looks for units.
+	paths := run(t, "systemd-analyze", "unit-paths")
+	assert.Contains(t, strings.Split(paths, "\n"), "/usr/local/lib/systemd/system", "systemd's unit paths:\n%s", paths)
 
 	// The operator's settings survive a second install.
 	settings := filepath.Join(dest, "etc/default/pgbapi-proxy")
 	require.NoError(t, os.WriteFile(settings, []byte("PGBAPI_PROXY_LISTEN=:8443\n"), 0o644))
-	out, err = exec.Command("make", "-C", repoRoot, "install", "DESTDIR="+dest, "PREFIX=/usr/local").CombinedOutput()
+	out, err = exec.Command("make", "-C", repoRoot, "install", "DESTDIR="+dest, "PREFIX=/usr/local", build).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	data, err := os.ReadFile(settings)
 	require.NoError(t, err)

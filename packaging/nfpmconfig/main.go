@@ -27,14 +27,15 @@ func main() {
 	version := flag.String("version", "", "package version (a git describe string is cleaned up)")
 	release := flag.String("release", "1", "package release")
 	arch := flag.String("arch", "amd64", "package architecture (Go's name)")
+	build := flag.String("build", "bin", "directory make build wrote the program, man page and completion to (nfpm.yaml says bin/)")
 	flag.Parse()
-	if err := run(*in, *out, *pinFlag, *version, *release, *arch); err != nil {
+	if err := run(*in, *out, *pinFlag, *version, *release, *arch, *build); err != nil {
 		fmt.Fprintln(os.Stderr, "nfpmconfig:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, out, pinSpec, version, release, arch string) error {
+func run(in, out, pinSpec, version, release, arch, build string) error {
 	tr, err := pin.Translate(pinSpec)
 	if err != nil {
 		return err
@@ -55,6 +56,14 @@ func run(in, out, pinSpec, version, release, arch string) error {
 		return fmt.Errorf("%s: %w", in, err)
 	}
 	cfg["version"], cfg["release"], cfg["arch"] = v, release, arch
+	contents, _ := cfg["contents"].([]any)
+	for _, c := range contents {
+		if m, ok := c.(map[string]any); ok {
+			if src, ok := m["src"].(string); ok && strings.HasPrefix(src, "bin/") {
+				m["src"] = filepath.Join(build, strings.TrimPrefix(src, "bin/"))
+			}
+		}
+	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -96,7 +105,8 @@ func run(in, out, pinSpec, version, release, arch string) error {
 var semverish = regexp.MustCompile(`^v?([0-9]+(\.[0-9]+)+)(.*)$`)
 
 // PackageVersion makes a version both packagers take from a git describe
-// string: v1.2.3 -> 1.2.3; v1.2.3-4-gabc -> 1.2.3+git4.gabc; a bare commit
+// string: v1.2.3 -> 1.2.3; v1.2.3-4-gabc -> 1.2.3+git4.gabc; make's
+// version without tags, 0.0.0+git<time>.<sha>, as it is; a bare commit
 // abc123 -> 0.0.0+gitabc123. A '-' would split version and release.
 func PackageVersion(s string) (string, error) {
 	if s == "" {
@@ -109,8 +119,14 @@ func PackageVersion(s string) (string, error) {
 	if m == nil {
 		return "0.0.0+git" + clean(s), nil
 	}
-	if rest := clean(m[3]); rest != "" {
-		return m[1] + "+git" + strings.TrimPrefix(rest, "+"), nil
+	rest := clean(m[3])
+	if strings.HasPrefix(rest, "+") {
+		// Already a package version with build metadata, as make gives
+		// without tags (0.0.0+git<time>.<sha>): kept, so that it sorts.
+		return m[1] + rest, nil
+	}
+	if rest != "" {
+		return m[1] + "+git" + rest, nil
 	}
 	return m[1], nil
 }
