@@ -78,8 +78,8 @@ soak: ## long tests: 10,000 idle TLS connections, a million requests from good a
 
 FUZZTIME ?= 5s
 
-test: lint ## run every test, and the fuzzers for a short while (see .ci/run for what to install; some tests need root)
-	$(GO) test -count=1 -race ./...
+test: lint ## run every test, and the fuzzers for a short while (README's test prerequisites; .ci/run installs them; some tests need root); ends with a line per skipped test
+	$(GO) run ./internal/testreport $(GO) test -count=1 -race -json ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRules$$' -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME) ./packaging/pin
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePEM$$' -fuzztime $(FUZZTIME) ./pki

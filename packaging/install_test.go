@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/pgbapi/pgbapi-proxy/proxy/proxytest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -139,7 +140,7 @@ func owner(t *testing.T, path string) (string, os.FileMode) {
 func TestDebInstall(t *testing.T) {
 	requirePackages(t)
 	if why := installable(); why != "" {
-		t.Skip(why)
+		needs.Skip(t, "%s", why)
 	}
 	repo := t.TempDir()
 	require.NoError(t, os.Chmod(repo, 0o755)) // apt's sandbox user reads it
@@ -152,9 +153,9 @@ func TestDebInstall(t *testing.T) {
 	hadParent := statErr == nil
 	a := apt{t: t, opts: []string{"-o", "Dir::Etc::sourcelist=" + list, "-o", "Dir::Etc::sourceparts=-", "-o", "APT::Get::List-Cleanup=0", "-o", "APT::Sandbox::User=root"}}
 	t.Cleanup(func() {
-		cmd := exec.Command("apt-get", append(append([]string{"-y", "-q"}, a.opts...), "purge", "pgbapi-proxy", "pg-backup-api")...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		cmd.Run()
+		// Each package on its own, and checked: a package left installed
+		// makes every later run skip (or, under CI, fail) this test.
+		purgeAll(t, a.opts)
 		os.RemoveAll(tpaDir)
 		if !hadParent {
 			os.Remove(filepath.Dir(tpaDir))
@@ -240,6 +241,23 @@ func TestDebInstall(t *testing.T) {
 	assert.Equal(t, before, keys(t))
 }
 
+// purgeAll purges, one at a time, every package the install tests may
+// have installed, and fails the test if one is still there.
+func purgeAll(t *testing.T, opts []string) {
+	t.Helper()
+	for _, pkg := range []string{"pgbapi-proxy", "pg-backup-api"} {
+		if debVersion(t, pkg) == "" {
+			continue
+		}
+		cmd := exec.Command("apt-get", append(append([]string{"-y", "-q"}, opts...), "purge", pkg)...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		out, err := cmd.CombinedOutput()
+		if err != nil || debVersion(t, pkg) != "" {
+			t.Errorf("cleanup: apt-get purge %s: %v (left: %q)\n%s", pkg, err, debVersion(t, pkg), out)
+		}
+	}
+}
+
 var servingLine = regexp.MustCompile(`msg=serving listen=(\S+) admin=(\S+)`)
 
 // runuserServe starts the installed binary as the service user and
@@ -288,14 +306,9 @@ func runuserServe(t *testing.T, upstream string) (string, func()) {
 // checks the scriptlets.
 func TestRPMResolvesPinnedPgBackupAPI(t *testing.T) {
 	requirePackages(t)
-	if os.Geteuid() != 0 {
-		t.Skip("dnf --installroot needs root (CI runs as root)")
-	}
-	for _, tool := range []string{"dnf", "createrepo_c"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (apt-get install dnf createrepo-c)", tool)
-		}
-	}
+	needs.Root(t, "dnf --installroot")
+	needs.Command(t, "dnf", "dnf")
+	needs.Command(t, "createrepo_c", "createrepo-c")
 	repo, root, cache := t.TempDir(), t.TempDir(), t.TempDir()
 	dummyPackages(t, "rpm", repo)
 	out, err := exec.Command("createrepo_c", "-q", repo).CombinedOutput()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -91,11 +92,14 @@ func rpmPath(version string) string {
 	return filepath.Join(dist, version, "pgbapi-proxy-"+version+"-1.x86_64.rpm")
 }
 
+// debianPackage names the package that provides each tool run() runs.
+var debianPackage = map[string]string{
+	"dpkg-deb": "dpkg", "rpm": "rpm", "sh": "dash", "systemd-analyze": "systemd", "tar": "tar",
+}
+
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s is not installed", name)
-	}
+	needs.Command(t, name, debianPackage[name])
 	out, err := exec.Command(name, args...).CombinedOutput()
 	require.NoError(t, err, "%s %s:\n%s", name, strings.Join(args, " "), out)
 	return string(out)
@@ -155,9 +159,7 @@ func TestUntranslatablePinStopsTheBuild(t *testing.T) {
 
 func TestLintian(t *testing.T) {
 	requirePackages(t)
-	if _, err := exec.LookPath("lintian"); err != nil {
-		t.Skip("lintian is not installed (apt-get install lintian)")
-	}
+	needs.Command(t, "lintian", "lintian")
 	out, _ := exec.Command("lintian", "--allow-root", debPath("1.0.0")).CombinedOutput()
 	for _, line := range strings.Split(string(out), "\n") {
 		assert.False(t, strings.HasPrefix(line, "E:"), "lintian error: %s", line)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -43,9 +44,7 @@ func TestManPageMatchesHelp(t *testing.T) {
 func TestBashCompletion(t *testing.T) {
 	r := cli(t, nil, "completion", "bash")
 	requireOK(t, r)
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("bash is not installed")
-	}
+	needs.Command(t, "bash", "bash")
 	script := filepath.Join(t.TempDir(), "completion.bash")
 	require.NoError(t, os.WriteFile(script, []byte(r.stdout), 0o644))
 	// Complete "pgbapi-proxy issue-client --na" and "pgbapi-proxy re" for real.
