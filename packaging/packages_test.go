@@ -20,6 +20,9 @@ import (
 // testPin is the operator's pin the packages under test are built with.
 const testPin = "2.0.0*"
 
+// newPin is the pin of the 1.1.0 deb, the upgrade to a newer pg-backup-api.
+const newPin = "2.1.0*"
+
 var (
 	repoRoot string
 	dist     string // packages built once for every test here
@@ -41,9 +44,13 @@ func TestMain(m *testing.M) {
 		buildErr = fmt.Errorf("make is not installed")
 	} else {
 		for _, v := range []string{"1.0.0", "1.0.1"} {
-			if buildErr = makePackages(v, filepath.Join(dist, v)); buildErr != nil {
+			if buildErr = makePackages("packages", v, testPin, filepath.Join(dist, v)); buildErr != nil {
 				break
 			}
+		}
+		// The next release, built for a newer pg-backup-api.
+		if buildErr == nil {
+			buildErr = makePackages("deb", "1.1.0", newPin, filepath.Join(dist, "1.1.0"))
 		}
 	}
 	binBefore := binListing()
@@ -70,11 +77,11 @@ func binListing() string {
 	return b.String()
 }
 
-func makePackages(version, out string) error {
-	cmd := exec.Command("make", "-C", repoRoot, "packages", "VERSION="+version, "DIST="+out, "BUILD="+filepath.Join(out, "build"), "PG_BACKUP_API_VERSION="+testPin)
+func makePackages(target, version, pin, out string) error {
+	cmd := exec.Command("make", "-C", repoRoot, target, "VERSION="+version, "DIST="+out, "BUILD="+filepath.Join(out, "build"), "PG_BACKUP_API_VERSION="+pin)
 	output, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("make packages VERSION=%s: %v\n%s", version, err, output)
+		return fmt.Errorf("make %s VERSION=%s: %v\n%s", target, version, err, output)
 	}
 	return nil
 }
@@ -115,7 +122,7 @@ func TestDebContents(t *testing.T) {
 		`-rwxr-xr-x root/root +\d+ \S+ \S+ \./usr/bin/pgbapi-proxy\n`,
 		`-rw-r--r-- root/root +\d+ \S+ \S+ \./usr/lib/systemd/system/pgbapi-proxy\.service\n`,
 		`-rw-r--r-- root/root +\d+ \S+ \S+ \./etc/default/pgbapi-proxy\n`,
-		`-rw-r--r-- root/root +\d+ \S+ \S+ \./etc/apt/preferences\.d/pgbapi-proxy\.pref\n`,
+		`-rw-r--r-- root/root +\d+ \S+ \S+ \./usr/share/pgbapi-proxy/apt-preferences\n`,
 		`\./usr/share/doc/pgbapi-proxy/changelog\.Debian\.gz\n`,
 		`-rw-r--r-- root/root +\d+ \S+ \S+ ./usr/share/man/man1/pgbapi-proxy\.1\.gz\n`,
 		`-rw-r--r-- root/root +\d+ \S+ \S+ \./usr/share/bash-completion/completions/pgbapi-proxy\n`,
@@ -125,8 +132,8 @@ func TestDebContents(t *testing.T) {
 	}
 	conffiles := run(t, "sh", "-c", "dpkg-deb --ctrl-tarfile "+deb+" | tar -xO ./conffiles")
 	assert.Contains(t, conffiles, "/etc/default/pgbapi-proxy\n", "an upgrade never replaces the settings")
-	assert.Contains(t, conffiles, "/etc/apt/preferences.d/pgbapi-proxy.pref\n")
-	pref := run(t, "sh", "-c", "dpkg-deb --fsys-tarfile "+deb+" | tar -xO ./etc/apt/preferences.d/pgbapi-proxy.pref")
+	assert.NotContains(t, conffiles, "/etc/apt/", "the apt pin is no conffile: apt remove takes it away")
+	pref := run(t, "sh", "-c", "dpkg-deb --fsys-tarfile "+deb+" | tar -xO ./usr/share/pgbapi-proxy/apt-preferences")
 	assert.Contains(t, pref, "Package: pg-backup-api\nPin: version 2.0.0*\nPin-Priority: 990\n")
 }
 

@@ -84,10 +84,15 @@ func run(in, out, pinSpec, version, release, arch, build string) error {
 		if err != nil {
 			return err
 		}
+		// Not a conffile in /etc/apt/preferences.d: conffiles stay after
+		// `apt remove` and would hold pg-backup-api back with no
+		// pgbapi-proxy installed. The deb ships it here; postinstall
+		// copies it into place (so an upgrade built for a new pin brings
+		// the new pin) and postremove deletes it on remove.
 		contents, _ := cfg["contents"].([]any)
 		cfg["contents"] = append(contents, map[string]any{
-			"src": abs, "dst": "/etc/apt/preferences.d/pgbapi-proxy.pref",
-			"type": "config|noreplace", "packager": "deb", "file_info": map[string]any{"mode": 0o644},
+			"src": abs, "dst": AptPreferencesTemplate,
+			"packager": "deb", "file_info": map[string]any{"mode": 0o644},
 		})
 	}
 	generated, err := yaml.Marshal(cfg)
@@ -101,6 +106,10 @@ func run(in, out, pinSpec, version, release, arch, build string) error {
 	fmt.Printf("deb Depends:  %s\nrpm Requires: %s\n", strings.Join(tr.DebDepends, ", "), strings.Join(tr.RPMRequire, ", "))
 	return nil
 }
+
+// AptPreferencesTemplate is where the deb ships the apt pin that
+// postinstall copies to /etc/apt/preferences.d/pgbapi-proxy.pref.
+const AptPreferencesTemplate = "/usr/share/pgbapi-proxy/apt-preferences"
 
 var semverish = regexp.MustCompile(`^v?([0-9]+(\.[0-9]+)+)(.*)$`)
 

@@ -87,6 +87,19 @@ else
 	rmdir "$DROPIN_DIR" 2>/dev/null || true
 fi
 
+# deb: the apt pin of the pg-backup-api this package was built for (a
+# package built without a pin ships none). Written here, not shipped as a
+# conffile, so that an upgrade brings its own pin and `apt remove` takes it
+# away (postremove).
+PREF=/etc/apt/preferences.d/pgbapi-proxy.pref
+if [ -d /etc/apt/preferences.d ]; then
+	if [ -f /usr/share/pgbapi-proxy/apt-preferences ]; then
+		install -m 0644 /usr/share/pgbapi-proxy/apt-preferences "$PREF"
+	else
+		rm -f "$PREF"
+	fi
+fi
+
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload || true
 	if [ "$first" = yes ]; then
