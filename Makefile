@@ -64,7 +64,7 @@ install: build ## install into $(DESTDIR)$(PREFIX): program, man page, completio
 	if [ -e $(DESTDIR)$(DEFAULTS) ]; then echo "kept $(DESTDIR)$(DEFAULTS)"; \
 	else install -D -m 0644 packaging/pgbapi-proxy.default $(DESTDIR)$(DEFAULTS); fi
 	@echo "Installed. To set up as the packages do (service user, init, permissions, service), run as root:"
-	@echo "  sh packaging/scripts/postinstall.sh configure"
+	@echo "  sh packaging/scripts/preinstall.sh install && sh packaging/scripts/postinstall.sh configure"
 
 bench: build ## pgbapi-proxy against nginx, proxy pinned to CPU 0 (BENCH_QUICK=1: short); installs nginx when root and missing
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BUILD)/pgbapi-bench ./cmd/pgbapi-bench

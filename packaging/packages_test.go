@@ -117,6 +117,8 @@ func TestDebContents(t *testing.T) {
 	deb := debPath("1.0.0")
 	assert.Equal(t, "pg-backup-api (>= 2.0.0~), pg-backup-api (<< 2.0.1~)\n", run(t, "dpkg-deb", "-f", deb, "Depends"))
 	assert.Equal(t, "1.0.0-1\n", run(t, "dpkg-deb", "-f", deb, "Version"))
+	changelog := run(t, "sh", "-c", "dpkg-deb --fsys-tarfile "+deb+" | tar -xO ./usr/share/doc/pgbapi-proxy/changelog.Debian.gz | gzip -dc")
+	assert.True(t, strings.HasPrefix(changelog, "pgbapi-proxy (1.0.0-1) "), "the newest entry is the package's version:\n%s", changelog)
 	listing := run(t, "dpkg-deb", "-c", deb)
 	for _, want := range []string{
 		`-rwxr-xr-x root/root +\d+ \S+ \S+ \./usr/bin/pgbapi-proxy\n`,
@@ -154,7 +156,13 @@ func TestRPMContents(t *testing.T) {
 	for _, want := range []string{"postinstall scriptlet", "preuninstall scriptlet", "postuninstall scriptlet", "pgbapi-proxy init", "useradd --system"} {
 		assert.Contains(t, scripts, want)
 	}
-	assert.Contains(t, run(t, "rpm", "-qp", "--changelog", rpm), "First release.")
+	changelog := run(t, "rpm", "-qp", "--changelog", rpm)
+	assert.Contains(t, changelog, "First release.")
+	assert.Regexp(t, `^\* .* - 1\.0\.0-1\n`, changelog, "the newest entry is the package's version")
+	assert.Regexp(t, `-rw-r--r-- +1 root +root +\d+ .* /usr/share/licenses/pgbapi-proxy/copyright\n`, listing)
+	assert.Contains(t, run(t, "rpm", "-qp", "--qf", "[%{FILEFLAGS:fflags} %{FILENAMES}\n]", rpm), "l /usr/share/licenses/pgbapi-proxy/copyright", "%license")
+	assert.Regexp(t, `drwxr-xr-x +\d+ root +root +\d+ .* /usr/share/pgbapi-proxy\n`, listing, "the package owns its directory")
+	assert.Regexp(t, `(?s)preinstall scriptlet.*useradd --system`, scripts, "the user is made in %pre")
 }
 
 func TestUntranslatablePinStopsTheBuild(t *testing.T) {

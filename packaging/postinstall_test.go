@@ -13,14 +13,17 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// postinstall runs the real maintainer script as root with the settings
+// postinstall runs the real maintainer scripts as root with the settings
 // the environment gives (no /etc/default file is read when none exists),
 // a pgbapi-proxy built for the test first on PATH.
 func postinstall(t *testing.T, bin string, env []string, args ...string) string {
 	t.Helper()
+	// As the package does: preinstall (the service user) first.
+	out, err := exec.Command("sh", filepath.Join(repoRoot, "packaging", "scripts", "preinstall.sh"), "install").CombinedOutput()
+	require.NoError(t, err, "preinstall.sh: %s", out)
 	cmd := exec.Command("sh", append([]string{filepath.Join(repoRoot, "packaging", "scripts", "postinstall.sh")}, args...)...)
 	cmd.Env = append(append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH")), env...)
-	out, err := cmd.CombinedOutput()
+	out, err = cmd.CombinedOutput()
 	require.NoError(t, err, "postinstall.sh %s:\n%s", strings.Join(args, " "), out)
 	return string(out)
 }

@@ -13,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/packaging/pin"
 	flag "github.com/spf13/pflag"
@@ -56,6 +58,13 @@ func run(in, out, pinSpec, version, release, arch, build string) error {
 		return fmt.Errorf("%s: %w", in, err)
 	}
 	cfg["version"], cfg["release"], cfg["arch"] = v, release, arch
+	if cl, ok := cfg["changelog"].(string); ok && cl != "" {
+		path, err := versionedChangelog(cl, out, v, release)
+		if err != nil {
+			return err
+		}
+		cfg["changelog"] = path
+	}
 	contents, _ := cfg["contents"].([]any)
 	for _, c := range contents {
 		if m, ok := c.(map[string]any); ok {
@@ -110,6 +119,48 @@ func run(in, out, pinSpec, version, release, arch, build string) error {
 // AptPreferencesTemplate is where the deb ships the apt pin that
 // postinstall copies to /etc/apt/preferences.d/pgbapi-proxy.pref.
 const AptPreferencesTemplate = "/usr/share/pgbapi-proxy/apt-preferences"
+
+// versionedChangelog writes a copy of the changelog to out whose newest
+// entry is the package's version: the release's own entry when the
+// changelog has one, else a build entry on top (so that the deb's
+// changelog.Debian and the rpm's %changelog name the version installed).
+// The build entry is dated SOURCE_DATE_EPOCH when set (reproducible
+// builds), else now.
+func versionedChangelog(in, out, version, release string) (string, error) {
+	data, err := os.ReadFile(in)
+	if err != nil {
+		return "", err
+	}
+	var entries []map[string]any
+	if err := yaml.Unmarshal(data, &entries); err != nil {
+		return "", fmt.Errorf("%s: %w", in, err)
+	}
+	if len(entries) == 0 || (entries[0]["semver"] != version && entries[0]["semver"] != version+"-"+release) {
+		date := time.Now().UTC()
+		if epoch, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+			date = time.Unix(epoch, 0).UTC()
+		}
+		entry := map[string]any{
+			"semver": version + "-" + release, "date": date.Format(time.RFC3339),
+			"packager": "pgbapi-proxy team <team@pgbapi-proxy.invalid>",
+			"changes":  []any{map[string]any{"note": "Build " + version + "; changes since the last release: see the git history."}},
+		}
+		if len(entries) > 0 {
+			entry["packager"] = entries[0]["packager"]
+			entry["deb"] = entries[0]["deb"]
+		}
+		entries = append([]map[string]any{entry}, entries...)
+	}
+	generated, err := yaml.Marshal(entries)
+	if err != nil {
+		return "", err
+	}
+	path, err := filepath.Abs(filepath.Join(out, "changelog.yaml"))
+	if err != nil {
+		return "", err
+	}
+	return path, os.WriteFile(path, generated, 0o644)
+}
 
 var semverish = regexp.MustCompile(`^v?([0-9]+(\.[0-9]+)+)(.*)$`)
 

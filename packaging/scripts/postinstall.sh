@@ -1,8 +1,8 @@
 #!/bin/sh
 # pgbapi-proxy post-install, for deb (configure [OLD-VERSION]) and rpm
-# (1: install, 2+: upgrade). Creates the service user, runs
-# `pgbapi-proxy init` (which keeps every existing key and certificate),
-# gives the service user what it needs, and (re)starts the service where
+# (1: install, 2+: upgrade). Runs `pgbapi-proxy init` (which keeps every
+# existing key and certificate), gives the service user (made by
+# preinstall) what it needs, and (re)starts the service where
 # systemd runs.
 set -e
 
@@ -13,14 +13,8 @@ configure) [ -z "$2" ] && first=yes || first=no ;;
 *) exit 0 ;; # deb abort-upgrade, abort-remove, ...: nothing to do
 esac
 
+# The service user was created by preinstall.
 USER_NAME=pgbapi-proxy
-if ! getent group "$USER_NAME" >/dev/null; then
-	groupadd --system "$USER_NAME"
-fi
-if ! getent passwd "$USER_NAME" >/dev/null; then
-	useradd --system --gid "$USER_NAME" --home-dir /var/lib/pgbapi-proxy --no-create-home \
-		--shell /usr/sbin/nologin --comment "pgbapi-proxy service" "$USER_NAME"
-fi
 
 # The operator's settings (cluster name, host names, directories).
 for defaults in /etc/default/pgbapi-proxy /etc/sysconfig/pgbapi-proxy; do
