@@ -91,6 +91,8 @@ func (r *report) event(e event) {
 			fmt.Fprint(r.out, line)
 		}
 		delete(r.outputs, key)
+	case e.Action == "skip" && e.Test == "":
+		// A package without tests: go test says "[no test files]".
 	case e.Action == "skip":
 		r.skips = append(r.skips, fmt.Sprintf("SKIP %s %s: %s", e.Package, e.Test, reason(r.outputs[key])))
 		delete(r.outputs, key)
@@ -99,20 +101,17 @@ func (r *report) event(e event) {
 	}
 }
 
-// reason is what the test said when it skipped: the log lines after its
-// "--- SKIP" line, joined.
+// reason is what the test said when it skipped: its log lines (streamed
+// before the "--- SKIP" line, or after it in older Go), joined, without
+// the framing lines.
 func reason(lines []string) string {
 	var said []string
-	after := false
 	for _, l := range lines {
 		t := strings.TrimSpace(l)
-		if strings.HasPrefix(t, "--- SKIP") {
-			after = true
+		if t == "" || strings.HasPrefix(t, "=== ") || strings.HasPrefix(t, "--- ") {
 			continue
 		}
-		if after && t != "" {
-			said = append(said, t)
-		}
+		said = append(said, t)
 	}
 	if len(said) == 0 {
 		return "(no reason given)"

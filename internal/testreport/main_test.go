@@ -21,6 +21,12 @@ const stream = `{"Action":"run","Package":"p","Test":"TestA"}
 {"Action":"output","Package":"p","Test":"TestC","Output":"--- SKIP: TestC (0.00s)\n"}
 {"Action":"output","Package":"p","Test":"TestC","Output":"    c_test.go:5: lintian is not installed (apt-get install lintian)\n"}
 {"Action":"skip","Package":"p","Test":"TestC"}
+{"Action":"output","Package":"p","Test":"TestD","Output":"=== RUN   TestD\n"}
+{"Action":"output","Package":"p","Test":"TestD","Output":"    d_test.go:7: a soak test: run it with make soak\n"}
+{"Action":"output","Package":"p","Test":"TestD","Output":"--- SKIP: TestD (0.00s)\n"}
+{"Action":"skip","Package":"p","Test":"TestD"}
+{"Action":"output","Package":"q","Output":"?   \tq\t[no test files]\n"}
+{"Action":"skip","Package":"q"}
 {"Action":"output","Package":"p","Output":"PASS\n"}
 {"Action":"output","Package":"p","Output":"FAIL\tp\t0.01s\n"}
 {"Action":"fail","Package":"p"}
@@ -31,6 +37,7 @@ func TestReport(t *testing.T) {
 	r := &report{out: &out, outputs: map[string][]string{}}
 	r.read(strings.NewReader(stream))
 	r.summary()
-	assert.Equal(t, "=== RUN   TestB\n    b_test.go:9: broken\n--- FAIL: TestB (0.00s)\nFAIL\tp\t0.01s\n"+
-		"testreport: 1 tests skipped:\nSKIP p TestC: c_test.go:5: lintian is not installed (apt-get install lintian)\n", out.String())
+	assert.Equal(t, "=== RUN   TestB\n    b_test.go:9: broken\n--- FAIL: TestB (0.00s)\n?   \tq\t[no test files]\nFAIL\tp\t0.01s\n"+
+		"testreport: 2 tests skipped:\nSKIP p TestC: c_test.go:5: lintian is not installed (apt-get install lintian)\n"+
+		"SKIP p TestD: d_test.go:7: a soak test: run it with make soak\n", out.String())
 }
