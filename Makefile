@@ -1,8 +1,18 @@
 # pgbapi-proxy — see README.md. `make help` lists the targets.
 
 GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-BIN     := bin/pgbapi-proxy
+# The release tag (git describe: v1.2.3, or v1.2.3-4-gSHA after it). With
+# no tag: 0.0.0+git<commit time, UTC>.<sha>, which sorts by commit date
+# in dpkg and rpm (a bare sha would not); .dirty for local changes.
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell git describe --tags --dirty 2>/dev/null || \
+	{ TZ=UTC git log -1 --format='0.0.0+git%cd.%h' --date=format-local:%Y%m%d%H%M%S 2>/dev/null | grep . && \
+	  { git diff --quiet HEAD 2>/dev/null || echo .dirty; }; } | tr -d '\n' | grep . || echo dev)
+endif
+# Where build puts the program, man page and completion (the tests build
+# into a directory of their own, never into the developer's bin/).
+BUILD   ?= bin
+BIN     := $(BUILD)/pgbapi-proxy
 LDFLAGS := -s -w -X main.version=$(VERSION)
 DEMO    := demo
 DIST    ?= dist
@@ -15,29 +25,37 @@ NFPM_VERSION := v2.45.2
 TOOLS   := $(CURDIR)/bin/tools
 NFPM    := $(TOOLS)/nfpm-$(NFPM_VERSION)
 
-.PHONY: help build test lint run clean deb rpm packages install bench soak
+.PHONY: help version build test lint run clean deb rpm packages install bench soak
 
-help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+help: ## list the targets (paths as this make would use them)
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}' | \
+		sed -e 's|$$(BUILD)|$(BUILD)|g' -e 's|$$(DIST)|$(DIST)|g' -e 's|$$(DESTDIR)$$(PREFIX)|$(DESTDIR)$(PREFIX)|g' \
+			-e 's|$$(SYSTEMDDIR)|$(DESTDIR)$(SYSTEMDDIR)|g' -e 's|$$(DEFAULTS)|$(DESTDIR)$(DEFAULTS)|g' -e 's|$$(DEMO)|$(DEMO)|g' \
+			-e 's|$$(VERSION)|$(VERSION)|g'
 
-build: ## build bin/pgbapi-proxy, its man page and bash completion (and bin/demo-upstream for make run)
+version: ## print the version the build and the packages get: $(VERSION)
+	@echo '$(VERSION)'
+
+build: ## build $(BUILD)/pgbapi-proxy, its man page and bash completion (and $(BUILD)/demo-upstream for make run)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pgbapi-proxy
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/demo-upstream ./cmd/demo-upstream
-	$(BIN) manpage | gzip -9n > bin/pgbapi-proxy.1.gz
-	$(BIN) completion bash > bin/pgbapi-proxy.bash-completion
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BUILD)/demo-upstream ./cmd/demo-upstream
+	$(BIN) manpage | gzip -9n > $(BUILD)/pgbapi-proxy.1.gz
+	$(BIN) completion bash > $(BUILD)/pgbapi-proxy.bash-completion
 
 # make install: where the packages put things. PREFIX for the program and
-# its documentation; the unit and the settings file go where systemd and
-# the distribution look for them.
+# its documentation; the unit goes where systemd looks for units of that
+# prefix (/usr/lib/systemd/system, or PREFIX/lib/systemd/system, e.g.
+# /usr/local/lib/systemd/system, which systemd reads too), the settings
+# file where the distribution looks for it.
 PREFIX     ?= /usr
 DESTDIR    ?=
-SYSTEMDDIR ?= /usr/lib/systemd/system
+SYSTEMDDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/systemd/system,$(PREFIX)/lib/systemd/system)
 DEFAULTS   ?= /etc/default/pgbapi-proxy
 
-install: build ## install into $(DESTDIR)$(PREFIX): program, man page, completion, dashboard; the unit and settings file
+install: build ## install into $(DESTDIR)$(PREFIX): program, man page, completion, dashboard; the unit into $(SYSTEMDDIR), the settings file $(DEFAULTS)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/pgbapi-proxy
-	install -D -m 0644 bin/pgbapi-proxy.1.gz $(DESTDIR)$(PREFIX)/share/man/man1/pgbapi-proxy.1.gz
-	install -D -m 0644 bin/pgbapi-proxy.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/pgbapi-proxy
+	install -D -m 0644 $(BUILD)/pgbapi-proxy.1.gz $(DESTDIR)$(PREFIX)/share/man/man1/pgbapi-proxy.1.gz
+	install -D -m 0644 $(BUILD)/pgbapi-proxy.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/pgbapi-proxy
 	install -D -m 0644 packaging/grafana-dashboard.json $(DESTDIR)$(PREFIX)/share/pgbapi-proxy/grafana-dashboard.json
 	mkdir -p $(DESTDIR)$(SYSTEMDDIR)
 	sed 's|/usr/bin/pgbapi-proxy|$(PREFIX)/bin/pgbapi-proxy|' packaging/pgbapi-proxy.service > $(DESTDIR)$(SYSTEMDDIR)/pgbapi-proxy.service
@@ -46,22 +64,22 @@ install: build ## install into $(DESTDIR)$(PREFIX): program, man page, completio
 	if [ -e $(DESTDIR)$(DEFAULTS) ]; then echo "kept $(DESTDIR)$(DEFAULTS)"; \
 	else install -D -m 0644 packaging/pgbapi-proxy.default $(DESTDIR)$(DEFAULTS); fi
 	@echo "Installed. To set up as the packages do (service user, init, permissions, service), run as root:"
-	@echo "  sh packaging/scripts/postinstall.sh configure"
+	@echo "  sh packaging/scripts/preinstall.sh install && sh packaging/scripts/postinstall.sh configure"
 
 bench: build ## pgbapi-proxy against nginx, proxy pinned to CPU 0 (BENCH_QUICK=1: short); installs nginx when root and missing
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/pgbapi-bench ./cmd/pgbapi-bench
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BUILD)/pgbapi-bench ./cmd/pgbapi-bench
 	@if ! command -v nginx >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; fi
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./proxy
-	./scripts/bench.sh
+	BIN=$(BIN) GEN=$(BUILD)/pgbapi-bench UP=$(BUILD)/demo-upstream ./scripts/bench.sh
 
 soak: ## long tests: 10,000 idle TLS connections, a million requests from good and bad clients (PGBAPI_SOAK_REQUESTS=N to shorten)
 	ulimit -n $$(ulimit -Hn) && PGBAPI_SOAK=1 PGBAPI_SOAK_REQUESTS=$(PGBAPI_SOAK_REQUESTS) $(GO) test -count=1 -timeout 60m -run '^TestSoak' -v ./cmd/pgbapi-proxy 2>&1 | grep -E '^(=== RUN|--- |\s+soak_test.go:.*SOAK|PASS|FAIL|ok)'
 
 FUZZTIME ?= 5s
 
-test: lint ## run every test, and the fuzzers for a short while (see .ci/run for what to install; some tests need root)
-	$(GO) test -count=1 -race ./...
+test: lint ## run every test, and the fuzzers for a short while (README's test prerequisites; .ci/run installs them; some tests need root); ends with a line per skipped test
+	$(GO) run ./internal/testreport $(GO) test -count=1 -race -json ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRules$$' -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME) ./packaging/pin
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePEM$$' -fuzztime $(FUZZTIME) ./pki
@@ -73,8 +91,8 @@ lint: ## gofmt check and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-run: build ## run the proxy in front of a demo pg-backup-api, PKI in ./demo (Ctrl-C stops)
-	BIN=$(BIN) UPSTREAM_BIN=bin/demo-upstream DEMO=$(DEMO) ./scripts/run-demo.sh
+run: build ## run the proxy in front of a demo pg-backup-api, PKI in $(DEMO) (Ctrl-C stops)
+	BIN=$(BIN) UPSTREAM_BIN=$(BUILD)/demo-upstream DEMO=$(DEMO) ./scripts/run-demo.sh
 
 $(NFPM):
 	mkdir -p $(TOOLS)
@@ -82,17 +100,17 @@ $(NFPM):
 	mv $(TOOLS)/nfpm $@
 
 $(DIST)/nfpm.yaml: build FORCE
-	$(GO) run ./packaging/nfpmconfig --pin '$(PG_BACKUP_API_VERSION)' --version '$(VERSION)' --release '$(RELEASE)' --out $(DIST)
+	$(GO) run ./packaging/nfpmconfig --pin '$(PG_BACKUP_API_VERSION)' --version '$(VERSION)' --release '$(RELEASE)' --build '$(BUILD)' --out $(DIST)
 
-deb: $(DIST)/nfpm.yaml $(NFPM) ## build dist/pgbapi-proxy_*.deb (PG_BACKUP_API_VERSION=pin, VERSION=...)
+deb: $(DIST)/nfpm.yaml $(NFPM) ## build $(DIST)/pgbapi-proxy_*.deb (PG_BACKUP_API_VERSION=pin, VERSION=...)
 	$(NFPM) package --config $(DIST)/nfpm.yaml --packager deb --target $(DIST)/
 
-rpm: $(DIST)/nfpm.yaml $(NFPM) ## build dist/pgbapi-proxy-*.rpm (PG_BACKUP_API_VERSION=pin, VERSION=...)
+rpm: $(DIST)/nfpm.yaml $(NFPM) ## build $(DIST)/pgbapi-proxy-*.rpm (PG_BACKUP_API_VERSION=pin, VERSION=...)
 	$(NFPM) package --config $(DIST)/nfpm.yaml --packager rpm --target $(DIST)/
 
 packages: deb rpm ## build both packages
 
 FORCE:
 
-clean: ## remove build output, packages and the demo directory
-	rm -rf bin $(DIST) $(DEMO) bench-results
+clean: ## remove build output, packages and the demo directory: $(BUILD) $(DIST) $(DEMO) bench-results
+	rm -rf $(BUILD) $(DIST) $(DEMO) bench-results

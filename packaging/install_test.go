@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/pgbapi/pgbapi-proxy/proxy/proxytest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -95,6 +96,15 @@ func (a apt) run(args ...string) string {
 	return string(out)
 }
 
+// try runs apt-get and returns its output and error, for commands that
+// are meant to fail.
+func (a apt) try(args ...string) (string, error) {
+	cmd := exec.Command("apt-get", append(append([]string{"-y", "-q"}, a.opts...), args...)...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 func debVersion(t *testing.T, pkg string) string {
 	out, err := exec.Command("dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Version}", pkg).Output()
 	if err != nil {
@@ -134,13 +144,12 @@ func owner(t *testing.T, path string) (string, os.FileMode) {
 	return strings.TrimSpace(string(out)), info.Mode().Perm()
 }
 
-// The README's install on a real Debian: pinned pg-backup-api, init, the
-// service user serving, upgrade, remove and purge.
-func TestDebInstall(t *testing.T) {
-	requirePackages(t)
-	if why := installable(); why != "" {
-		t.Skip(why)
-	}
+// testRepo makes a local apt repository of the stand-in pg-backup-api
+// 2.0.0-1 and 2.1.0-1, and an apt that sees only it. Cleanup purges what
+// the test installed, each package on its own, and removes what install
+// left behind (the PKI, the service user).
+func testRepo(t *testing.T) apt {
+	t.Helper()
 	repo := t.TempDir()
 	require.NoError(t, os.Chmod(repo, 0o755)) // apt's sandbox user reads it
 	dummyPackages(t, "deb", repo)
@@ -152,9 +161,9 @@ func TestDebInstall(t *testing.T) {
 	hadParent := statErr == nil
 	a := apt{t: t, opts: []string{"-o", "Dir::Etc::sourcelist=" + list, "-o", "Dir::Etc::sourceparts=-", "-o", "APT::Get::List-Cleanup=0", "-o", "APT::Sandbox::User=root"}}
 	t.Cleanup(func() {
-		cmd := exec.Command("apt-get", append(append([]string{"-y", "-q"}, a.opts...), "purge", "pgbapi-proxy", "pg-backup-api")...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		cmd.Run()
+		// Each package on its own, and checked: a package left installed
+		// makes every later run skip (or, under CI, fail) this test.
+		purgeAll(t, a.opts)
 		os.RemoveAll(tpaDir)
 		if !hadParent {
 			os.Remove(filepath.Dir(tpaDir))
@@ -168,6 +177,17 @@ func TestDebInstall(t *testing.T) {
 		}
 	})
 	a.run("update")
+	return a
+}
+
+// The README's install on a real Debian: pinned pg-backup-api, init, the
+// service user serving, upgrade, remove and purge.
+func TestDebInstall(t *testing.T) {
+	requirePackages(t)
+	if why := installable(); why != "" {
+		needs.Skip(t, "%s", why)
+	}
+	a := testRepo(t)
 
 	// The README's install command, with the build's pin.
 	a.run("install", debPath("1.0.0"), "pg-backup-api="+testPin)
@@ -199,12 +219,11 @@ func TestDebInstall(t *testing.T) {
 		assert.Equal(t, want, fmt.Sprintf("%s %o", who, mode), path)
 	}
 	assert.Error(t, exec.Command("runuser", "-u", svcUser, "--", "cat", stateDir+"/ca/root.key").Run(), "the service user cannot read the CA key")
-	out, err = exec.Command("openssl", "verify", "-CAfile", tpaDir+"/root.crt", tpaDir+"/pg-backup-user.crt").CombinedOutput()
+	out, err := exec.Command("openssl", "verify", "-CAfile", tpaDir+"/root.crt", tpaDir+"/pg-backup-user.crt").CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	if _, err := exec.LookPath("systemd-analyze"); err == nil {
-		out, err := exec.Command("systemd-analyze", "verify", "/usr/lib/systemd/system/pgbapi-proxy.service").CombinedOutput()
-		assert.NoError(t, err, "systemd-analyze verify: %s", out)
-	}
+	analyze := needs.Command(t, "systemd-analyze", "systemd")
+	out, err = exec.Command(analyze, "verify", "/usr/lib/systemd/system/pgbapi-proxy.service").CombinedOutput()
+	assert.NoError(t, err, "systemd-analyze verify: %s", out)
 
 	// The service user serves on a non-privileged port (no systemd here)
 	// and the README's curl passes through to a stand-in upstream.
@@ -230,6 +249,7 @@ func TestDebInstall(t *testing.T) {
 	a.run("remove", "pgbapi-proxy")
 	assert.NoFileExists(t, "/usr/bin/pgbapi-proxy")
 	assert.FileExists(t, "/etc/default/pgbapi-proxy")
+	assert.NoFileExists(t, "/etc/apt/preferences.d/pgbapi-proxy.pref", "nothing holds pg-backup-api back once pgbapi-proxy is removed")
 	assert.Equal(t, before, keys(t))
 	// purge: the settings go; the CA and keys stay until the operator
 	// deletes them (README).
@@ -239,6 +259,85 @@ func TestDebInstall(t *testing.T) {
 	assert.NoFileExists(t, "/etc/apt/preferences.d/pgbapi-proxy.pref")
 	assert.Equal(t, before, keys(t))
 }
+
+// purgeAll purges, one at a time, every package the install tests may
+// have installed, and fails the test if one is still there.
+func purgeAll(t *testing.T, opts []string) {
+	t.Helper()
+	for _, pkg := range []string{"pgbapi-proxy", "pg-backup-api"} {
+		if debVersion(t, pkg) == "" {
+			continue
+		}
+		cmd := exec.Command("apt-get", append(append([]string{"-y", "-q"}, opts...), "purge", pkg)...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		out, err := cmd.CombinedOutput()
+		if err != nil || debVersion(t, pkg) != "" {
+			t.Errorf("cleanup: apt-get purge %s: %v (left: %q)\n%s", pkg, err, debVersion(t, pkg), out)
+		}
+	}
+}
+
+// The situations apt meets, with the README's commands: a newer
+// pg-backup-api already installed; apt remove, which must not leave
+// pg-backup-api held back; an upgrade to a pgbapi-proxy built for a newer
+// pg-backup-api; purge.
+func TestDebPackageSituations(t *testing.T) {
+	requirePackages(t)
+	if why := installable(); why != "" {
+		needs.Skip(t, "%s", why)
+	}
+	a := testRepo(t)
+	a.run("install", "pg-backup-api")
+	require.Equal(t, "ii 2.1.0-1", debVersion(t, "pg-backup-api"))
+
+	// A newer pg-backup-api is installed: the plain command fails with
+	// apt's message, which names the option...
+	out, err := a.try("install", debPath("1.0.0"), "pg-backup-api="+testPin)
+	require.Error(t, err, "%s", out)
+	assert.Contains(t, out, "Packages were downgraded and -y was used without --allow-downgrades")
+	assert.Empty(t, debVersion(t, "pgbapi-proxy"))
+	// ... and the README's command for this case works.
+	a.run("install", "--allow-downgrades", debPath("1.0.0"), "pg-backup-api="+testPin)
+	assert.Equal(t, "ii 1.0.0-1", debVersion(t, "pgbapi-proxy"))
+	assert.Equal(t, "ii 2.0.0-1", debVersion(t, "pg-backup-api"))
+	pref, err := os.ReadFile("/etc/apt/preferences.d/pgbapi-proxy.pref")
+	require.NoError(t, err)
+	assert.Contains(t, string(pref), "Pin: version 2.0.0*\nPin-Priority: 990\n")
+
+	// apt remove: the pin goes with the program, so full-upgrade moves
+	// pg-backup-api on.
+	a.run("remove", "pgbapi-proxy")
+	assert.NoFileExists(t, "/etc/apt/preferences.d/pgbapi-proxy.pref")
+	a.run("full-upgrade")
+	assert.Equal(t, "ii 2.1.0-1", debVersion(t, "pg-backup-api"), "nothing holds pg-backup-api back after remove")
+
+	// Reinstalled (from the removed state), the pin is back.
+	a.run("install", "--allow-downgrades", debPath("1.0.0"), "pg-backup-api="+testPin)
+	assert.Equal(t, "ii 1.0.0-1", debVersion(t, "pgbapi-proxy"))
+	assert.FileExists(t, "/etc/apt/preferences.d/pgbapi-proxy.pref")
+
+	// An upgrade to a package built for a newer pg-backup-api: the
+	// README's command names the new version; the pin follows.
+	before := keys(t)
+	a.run("install", debPath1_1(), "pg-backup-api="+newPin)
+	assert.Equal(t, "ii 1.1.0-1", debVersion(t, "pgbapi-proxy"))
+	assert.Equal(t, "ii 2.1.0-1", debVersion(t, "pg-backup-api"))
+	pref, err = os.ReadFile("/etc/apt/preferences.d/pgbapi-proxy.pref")
+	require.NoError(t, err)
+	assert.Contains(t, string(pref), "Pin: version 2.1.0*\n")
+	a.run("full-upgrade")
+	assert.Equal(t, "ii 1.1.0-1", debVersion(t, "pgbapi-proxy"))
+	assert.Equal(t, before, keys(t), "the upgrade keeps every key")
+
+	// purge: program, settings and pin go; the PKI stays (README).
+	a.run("purge", "pgbapi-proxy")
+	assert.Empty(t, debVersion(t, "pgbapi-proxy"))
+	assert.NoFileExists(t, "/etc/apt/preferences.d/pgbapi-proxy.pref")
+	assert.NoFileExists(t, "/etc/default/pgbapi-proxy")
+	assert.Equal(t, before, keys(t))
+}
+
+func debPath1_1() string { return filepath.Join(dist, "1.1.0", "pgbapi-proxy_1.1.0-1_amd64.deb") }
 
 var servingLine = regexp.MustCompile(`msg=serving listen=(\S+) admin=(\S+)`)
 
@@ -288,14 +387,9 @@ func runuserServe(t *testing.T, upstream string) (string, func()) {
 // checks the scriptlets.
 func TestRPMResolvesPinnedPgBackupAPI(t *testing.T) {
 	requirePackages(t)
-	if os.Geteuid() != 0 {
-		t.Skip("dnf --installroot needs root (CI runs as root)")
-	}
-	for _, tool := range []string{"dnf", "createrepo_c"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (apt-get install dnf createrepo-c)", tool)
-		}
-	}
+	needs.Root(t, "dnf --installroot")
+	needs.Command(t, "dnf", "dnf")
+	needs.Command(t, "createrepo_c", "createrepo-c")
 	repo, root, cache := t.TempDir(), t.TempDir(), t.TempDir()
 	dummyPackages(t, "rpm", repo)
 	out, err := exec.Command("createrepo_c", "-q", repo).CombinedOutput()

@@ -1,11 +1,13 @@
 package pki
 
 import (
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -56,7 +58,7 @@ func writeAtomic(path string, data []byte, mode fs.FileMode, owner *Owner, repla
 			err = fmt.Errorf("writing %q: %w", path, err)
 		}
 	}()
-	if replace && owner == nil {
+	if replace && owner == nil && !isPrivateKey(data) {
 		owner = ownerOf(path)
 	}
 	// CreateTemp makes the file 0600, so a key is never readable by others,
@@ -79,10 +81,12 @@ func writeAtomic(path string, data []byte, mode fs.FileMode, owner *Owner, repla
 	return syncDir(dir)
 }
 
-// ownerOf is the owner of an existing file, when this process (root) may
-// give a replacement the same one: a file the packaged service owns (its
-// server key, the inventory) stays the service's after root rewrites it.
-// Otherwise nil: the new file belongs to the process.
+// ownerOf is the owner of an existing regular file, when this process
+// (root) may give a replacement the same one: a record the packaged service
+// owns (the inventory) stays the service's after root rewrites it.
+// Otherwise nil: the new file belongs to the process. A link is not
+// followed, and private keys never come here (see isPrivateKey): whoever
+// could put a file at a key's path must not come to own the new key.
 func ownerOf(path string) *Owner {
 	if os.Geteuid() != 0 {
 		return nil
@@ -98,6 +102,22 @@ func ownerOf(path string) *Owner {
 		return nil
 	}
 	return &Owner{UID: int(st.Uid), GID: int(st.Gid)}
+}
+
+// isPrivateKey reports whether data holds a PEM private key. A replaced
+// key belongs to the process (root) or to the explicit owner, never to the
+// owner of the file it replaces.
+func isPrivateKey(data []byte) bool {
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return false
+		}
+		if strings.HasSuffix(block.Type, "PRIVATE KEY") {
+			return true
+		}
+	}
 }
 
 func prepare(f *os.File, data []byte, mode fs.FileMode, owner *Owner) error {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -34,9 +35,7 @@ func mustInit(t *testing.T, o InitOptions) []Step {
 // openssl runs the real openssl and returns its combined output.
 func openssl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl is not installed (apt-get install openssl)")
-	}
+	needs.Command(t, "openssl", "openssl")
 	out, err := exec.Command("openssl", args...).CombinedOutput()
 	return string(out), err
 }

@@ -155,11 +155,16 @@ func writeInventory(l Layout, recs []Record) error {
 // so that two commands changing the PKI at once do not lose each other's
 // records. The lock is released when fn returns or the process dies.
 func withLock(l Layout, fn func() error) error {
-	f, err := os.OpenFile(l.Lock(), os.O_RDWR|os.O_CREATE, KeyMode)
+	// O_NOFOLLOW: the state directory is the service's; a link it planted
+	// at the lock's name must not make root create or open another file.
+	f, err := os.OpenFile(l.Lock(), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, KeyMode)
 	if errors.Is(err, fs.ErrPermission) {
 		// flock works on a read-only descriptor too: a lock file another
 		// user created still serves.
-		f, err = os.Open(l.Lock())
+		f, err = os.OpenFile(l.Lock(), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	}
+	if errors.Is(err, syscall.ELOOP) {
+		return fmt.Errorf("locking the state directory: %q is a symbolic link; remove it (nothing in the PKI follows links there)", l.Lock())
 	}
 	if err != nil {
 		return needsRoot(fmt.Errorf("locking the state directory: %w", err))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -142,9 +143,7 @@ func TestIssueClientConcurrentKeepsEveryRecord(t *testing.T) {
 // A file root replaces keeps its owner, so that the packaged service can
 // still rewrite the inventory and its server key after root ran a command.
 func TestReplaceKeepsOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to chown; run the tests as root to cover it")
-	}
+	needs.Root(t, "chown to another user")
 	path := filepath.Join(t.TempDir(), "inventory.json")
 	require.NoError(t, WriteNew(path, []byte("old"), KeyMode, &Owner{UID: 65534, GID: 65534}))
 	require.NoError(t, Replace(path, []byte("new"), KeyMode, nil))

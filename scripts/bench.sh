@@ -17,6 +17,9 @@ DUR=${BENCH_DURATION:-10s}
 [ "${BENCH_QUICK:-}" = 1 ] && DUR=3s
 CONNS=${BENCH_CONNECTIONS:-32}
 HS_CONNS=${BENCH_HANDSHAKE_CONNECTIONS:-8}
+# warn: the proxy writes no access line, as nginx with access_log off.
+# BENCH_LOG_LEVEL=info measures with its (batched) access log on.
+LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
 CPU_PROXY=${CPU_PROXY:-0}
 CPU_LOAD=${CPU_LOAD:-1}
 TICK=$(getconf CLK_TCK)
@@ -29,6 +32,11 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 log() { echo "$@" | tee -a "$OUT"; }
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on now, from the
+# kernel (bind to port 0), so that make bench runs next to anything else.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+UP_KA=$(free_port) UP_CLOSE=$(free_port) P_TLS=$(free_port) P_ADMIN=$(free_port) N_TLS=$(free_port)
 
 # cpu_ticks PID...: utime+stime of the processes, in clock ticks.
 cpu_ticks() {
@@ -69,38 +77,38 @@ for kt in ecdsa-p256 rsa-2048; do
 done
 
 # Stand-in upstreams on CPU 1: keep-alive (fast) and Connection: close (as pg-backup-api).
-taskset -c "$CPU_LOAD" "$UP" --listen 127.0.0.1:17481 --keepalive --diagnose-bytes 40960 2>/dev/null & pids+=($!)
-taskset -c "$CPU_LOAD" "$UP" --listen 127.0.0.1:17482 --diagnose-bytes 40960 2>/dev/null & pids+=($!)
-wait_port 17481; wait_port 17482
+taskset -c "$CPU_LOAD" "$UP" --listen 127.0.0.1:$UP_KA --keepalive --diagnose-bytes 40960 2>/dev/null & pids+=($!)
+taskset -c "$CPU_LOAD" "$UP" --listen 127.0.0.1:$UP_CLOSE --diagnose-bytes 40960 2>/dev/null & pids+=($!)
+wait_port $UP_KA; wait_port $UP_CLOSE
 
 NGINX=$(command -v nginx || true)
 log "# pgbapi-proxy bench, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 NGINX_VERSION="not installed"
 [ -n "$NGINX" ] && NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/.*: //')
-log "# $("$BIN" version); nginx: $NGINX_VERSION; duration $DUR per case; proxy on CPU $CPU_PROXY, load and upstream on CPU $CPU_LOAD"
+log "# $("$BIN" version); nginx: $NGINX_VERSION; duration $DUR per case; pgbapi-proxy --log-level $LOG_LEVEL, nginx access_log off; proxy on CPU $CPU_PROXY, load and upstream on CPU $CPU_LOAD"
 log ""
 
 declare -A RES
 for kt in ecdsa-p256 rsa-2048; do
 	pki="$WORK/$kt"
 	# pgbapi-proxy
-	taskset -c "$CPU_PROXY" "$BIN" serve --tpa-dir "$pki/tpa" --state-dir "$pki/state" --listen 127.0.0.1:18443 \
-		--admin-listen 127.0.0.1:18481 --upstream http://127.0.0.1:17481 --access-file "$WORK/none" --log-level warn 2>"$WORK/proxy-$kt.log" & ppid=$!
+	taskset -c "$CPU_PROXY" "$BIN" serve --tpa-dir "$pki/tpa" --state-dir "$pki/state" --listen 127.0.0.1:$P_TLS \
+		--admin-listen 127.0.0.1:$P_ADMIN --upstream http://127.0.0.1:$UP_KA --access-file= --log-level "$LOG_LEVEL" 2>"$WORK/proxy-$kt.log" & ppid=$!
 	pids+=($ppid)
-	wait_port 18443
+	wait_port $P_TLS
 	if [ "$kt" = ecdsa-p256 ]; then
-		RES[p,ka]=$(measure "pgbapi-proxy keep-alive /status" "$ppid" https://localhost:18443/status keepalive "$CONNS" "$pki")
-		RES[p,big]=$(measure "pgbapi-proxy keep-alive 40KB /diagnose" "$ppid" https://localhost:18443/diagnose keepalive "$CONNS" "$pki")
+		RES[p,ka]=$(measure "pgbapi-proxy keep-alive /status" "$ppid" https://localhost:$P_TLS/status keepalive "$CONNS" "$pki")
+		RES[p,big]=$(measure "pgbapi-proxy keep-alive 40KB /diagnose" "$ppid" https://localhost:$P_TLS/diagnose keepalive "$CONNS" "$pki")
 	fi
-	RES[p,hs,$kt]=$(measure "pgbapi-proxy handshake $kt" "$ppid" https://localhost:18443/status handshake "$HS_CONNS" "$pki")
+	RES[p,hs,$kt]=$(measure "pgbapi-proxy handshake $kt" "$ppid" https://localhost:$P_TLS/status handshake "$HS_CONNS" "$pki")
 	RES[p,hwm,$kt]=$(hwm_kb $ppid)
 	kill $ppid; wait $ppid 2>/dev/null || true
 	if [ "$kt" = ecdsa-p256 ]; then
-		taskset -c "$CPU_PROXY" "$BIN" serve --tpa-dir "$pki/tpa" --state-dir "$pki/state" --listen 127.0.0.1:18443 \
-			--admin-listen 127.0.0.1:18481 --upstream http://127.0.0.1:17482 --access-file "$WORK/none" --log-level warn 2>>"$WORK/proxy-$kt.log" & ppid=$!
+		taskset -c "$CPU_PROXY" "$BIN" serve --tpa-dir "$pki/tpa" --state-dir "$pki/state" --listen 127.0.0.1:$P_TLS \
+			--admin-listen 127.0.0.1:$P_ADMIN --upstream http://127.0.0.1:$UP_CLOSE --access-file= --log-level "$LOG_LEVEL" 2>>"$WORK/proxy-$kt.log" & ppid=$!
 		pids+=($ppid)
-		wait_port 18443
-		RES[p,close]=$(measure "pgbapi-proxy keep-alive, upstream closes" "$ppid" https://localhost:18443/status keepalive "$CONNS" "$pki")
+		wait_port $P_TLS
+		RES[p,close]=$(measure "pgbapi-proxy keep-alive, upstream closes" "$ppid" https://localhost:$P_TLS/status keepalive "$CONNS" "$pki")
 		kill $ppid; wait $ppid 2>/dev/null || true
 	fi
 
@@ -117,10 +125,10 @@ http {
 	access_log off;
 	client_body_temp_path $nd/body; proxy_temp_path $nd/proxy; fastcgi_temp_path $nd/fastcgi;
 	uwsgi_temp_path $nd/uwsgi; scgi_temp_path $nd/scgi;
-	upstream api_keepalive { server 127.0.0.1:17481; keepalive 64; }
-	upstream api_close { server 127.0.0.1:17482; keepalive 64; }
+	upstream api_keepalive { server 127.0.0.1:$UP_KA; keepalive 64; }
+	upstream api_close { server 127.0.0.1:$UP_CLOSE; keepalive 64; }
 	server {
-		listen 127.0.0.1:18444 ssl;
+		listen 127.0.0.1:$N_TLS ssl;
 		ssl_certificate $pki/tpa/pg-backup-api.crt;
 		ssl_certificate_key $pki/tpa/pg-backup-api.key;
 		ssl_client_certificate $pki/tpa/root.crt;
@@ -133,14 +141,14 @@ http {
 CONF
 	taskset -c "$CPU_PROXY" "$NGINX" -p "$nd" -c "$nd/nginx.conf" 2>>"$nd/logs/error.log" & npid=$!
 	pids+=($npid)
-	wait_port 18444
+	wait_port $N_TLS
 	worker=$(pgrep -P $npid | head -n1)
 	if [ "$kt" = ecdsa-p256 ]; then
-		RES[n,ka]=$(measure "nginx keep-alive /status" "$npid $worker" https://localhost:18444/status keepalive "$CONNS" "$pki")
-		RES[n,big]=$(measure "nginx keep-alive 40KB /diagnose" "$npid $worker" https://localhost:18444/diagnose keepalive "$CONNS" "$pki")
-		RES[n,close]=$(measure "nginx keep-alive, upstream closes" "$npid $worker" https://localhost:18444/close/status keepalive "$CONNS" "$pki")
+		RES[n,ka]=$(measure "nginx keep-alive /status" "$npid $worker" https://localhost:$N_TLS/status keepalive "$CONNS" "$pki")
+		RES[n,big]=$(measure "nginx keep-alive 40KB /diagnose" "$npid $worker" https://localhost:$N_TLS/diagnose keepalive "$CONNS" "$pki")
+		RES[n,close]=$(measure "nginx keep-alive, upstream closes" "$npid $worker" https://localhost:$N_TLS/close/status keepalive "$CONNS" "$pki")
 	fi
-	RES[n,hs,$kt]=$(measure "nginx handshake $kt" "$npid $worker" https://localhost:18444/status handshake "$HS_CONNS" "$pki")
+	RES[n,hs,$kt]=$(measure "nginx handshake $kt" "$npid $worker" https://localhost:$N_TLS/status handshake "$HS_CONNS" "$pki")
 	RES[n,hwm,$kt]=$(hwm_kb $npid $worker)
 	kill $npid; wait $npid 2>/dev/null || true
 done

@@ -35,13 +35,11 @@ func TestManPageMatchesHelp(t *testing.T) {
 			assert.Contains(t, man, `.B \-\-`+strings.ReplaceAll(m[1], "-", `\-`), "%s --%s", c.name, m[1])
 		}
 	}
-	if _, err := exec.LookPath("groff"); err == nil {
-		cmd := exec.Command("groff", "-man", "-Tutf8", "-ww", "-z")
-		cmd.Stdin = strings.NewReader(man)
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "%s", out)
-		assert.Empty(t, string(out), "groff warnings")
-	}
+	cmd := exec.Command(needs.Command(t, "groff", "groff-base"), "-man", "-Tutf8", "-ww", "-z")
+	cmd.Stdin = strings.NewReader(man)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Empty(t, string(out), "groff warnings")
 }
 
 func TestBashCompletion(t *testing.T) {

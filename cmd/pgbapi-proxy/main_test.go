@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -106,9 +107,7 @@ func requireOneLineError(t *testing.T, r result, code int, want string) {
 
 func openssl(t *testing.T, args ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl is not installed (apt-get install openssl)")
-	}
+	needs.Command(t, "openssl", "openssl")
 	out, err := exec.Command("openssl", args...).CombinedOutput()
 	require.NoError(t, err, "openssl %s: %s", strings.Join(args, " "), out)
 	return string(out)

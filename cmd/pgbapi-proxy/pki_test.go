@@ -82,9 +82,7 @@ func TestIssueClientRenewAndOwner(t *testing.T) {
 	assert.NotEqual(t, key, tree(t, out)["pem.key"])
 	openssl(t, "verify", "-CAfile", filepath.Join(d.tpa, "root.crt"), filepath.Join(out, "pem.crt"))
 
-	if os.Geteuid() != 0 {
-		t.Skip("--owner needs root to chown; run the tests as root to cover it")
-	}
+	needs.Root(t, "--owner chowns")
 	// The test's directories are root's 0700: the owner could not reach
 	// its key there, so nothing is issued until they are opened.
 	r = cli(t, nil, d.flags("issue-client", "--name", "agent", "--out", out, "--owner", "65534:65534")...)
@@ -245,7 +243,7 @@ func makeReadOnly(t *testing.T, dir string) {
 		return
 	}
 	if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
-		t.Skipf("as root, a read-only directory needs chattr +i, which failed here: %v %s", err, out)
+		needs.Skip(t, "as root, a read-only directory needs chattr +i (apt-get install e2fsprogs; a file system that supports it), which failed here: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("chattr", "-i", dir).Run() })
 }
@@ -301,7 +299,7 @@ func TestBundleWorksWithCurlAndPython(t *testing.T) {
 	assert.True(t, strings.HasPrefix(string(out), `{"global"`), "%s", out)
 
 	if exec.Command("python3", "-c", "import requests").Run() != nil {
-		t.Skip("python3 with requests is not installed (apt-get install python3-requests)")
+		needs.Skip(t, "python3 with requests is not installed (apt-get install python3-requests)")
 	}
 	py := exec.Command("python3", "-c", `import requests, sys
 r = requests.get(sys.argv[1], cert=("pem.crt", "pem.key"), verify="root.crt", timeout=10)
@@ -320,12 +318,10 @@ print(sorted(r.json()["servers"]))`, p.url("/diagnose"))
 // test ends.
 func mountTiny(t *testing.T, dir string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("a full file system needs root to mount a small tmpfs; run the tests as root to cover it")
-	}
+	needs.Root(t, "a full file system: mounting a small tmpfs")
 	require.NoError(t, os.MkdirAll(dir, 0o700))
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here (%v: %s)", err, out)
+		needs.Skip(t, "cannot mount a tmpfs here (%v: %s)", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
 }

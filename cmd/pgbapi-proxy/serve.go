@@ -140,6 +140,7 @@ func (s *serveSetup) run(ctx context.Context) error {
 	go b.loader.Watch(ctx, s.poll, b.srv.SetTrust)
 	stopHUP := onSIGHUP(func() { s.reload(b.certs, b.loader, b.srv) })
 	defer stopHUP()
+	notifyReady(ctx, s.log) // systemd Type=notify: listeners up, certificate loaded
 	return b.srv.Serve(ctx)
 }
 

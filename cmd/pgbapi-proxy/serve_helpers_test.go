@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/pgbapi/pgbapi-proxy/proxy/proxytest"
 	"github.com/stretchr/testify/require"
 )
@@ -153,9 +154,7 @@ func (p *proxyProc) url(path string) string { return "https://localhost:" + p.po
 // TPA dir (empty: none) and returns what curl did.
 func curlClient(t *testing.T, d dirs, name string, args ...string) result {
 	t.Helper()
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl is not installed (apt-get install curl)")
-	}
+	needs.Command(t, "curl", "curl")
 	all := []string{"-sS", "--max-time", "60", "--cacert", filepath.Join(d.tpa, "root.crt")}
 	if name != "" {
 		all = append(all, "--cert", filepath.Join(d.tpa, name+".crt"), "--key", filepath.Join(d.tpa, name+".key"))

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -21,13 +22,11 @@ import (
 func TestTestsslGrade(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
-		t.Skip("testssl.sh takes about two minutes")
+		t.Skip("testssl.sh takes about two minutes; make test runs it (no -short)")
 	}
 	testssl, err := exec.LookPath("testssl")
 	if err != nil {
-		if testssl, err = exec.LookPath("testssl.sh"); err != nil {
-			t.Skip("testssl.sh is not installed (apt-get install testssl.sh)")
-		}
+		testssl = needs.Command(t, "testssl.sh", "testssl.sh")
 	}
 	d := pkiFor(t)
 	_, upURL := upstream(t)

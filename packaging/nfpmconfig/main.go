@@ -13,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/packaging/pin"
 	flag "github.com/spf13/pflag"
@@ -27,14 +29,15 @@ func main() {
 	version := flag.String("version", "", "package version (a git describe string is cleaned up)")
 	release := flag.String("release", "1", "package release")
 	arch := flag.String("arch", "amd64", "package architecture (Go's name)")
+	build := flag.String("build", "bin", "directory make build wrote the program, man page and completion to (nfpm.yaml says bin/)")
 	flag.Parse()
-	if err := run(*in, *out, *pinFlag, *version, *release, *arch); err != nil {
+	if err := run(*in, *out, *pinFlag, *version, *release, *arch, *build); err != nil {
 		fmt.Fprintln(os.Stderr, "nfpmconfig:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, out, pinSpec, version, release, arch string) error {
+func run(in, out, pinSpec, version, release, arch, build string) error {
 	tr, err := pin.Translate(pinSpec)
 	if err != nil {
 		return err
@@ -55,6 +58,21 @@ func run(in, out, pinSpec, version, release, arch string) error {
 		return fmt.Errorf("%s: %w", in, err)
 	}
 	cfg["version"], cfg["release"], cfg["arch"] = v, release, arch
+	if cl, ok := cfg["changelog"].(string); ok && cl != "" {
+		path, err := versionedChangelog(cl, out, v, release)
+		if err != nil {
+			return err
+		}
+		cfg["changelog"] = path
+	}
+	contents, _ := cfg["contents"].([]any)
+	for _, c := range contents {
+		if m, ok := c.(map[string]any); ok {
+			if src, ok := m["src"].(string); ok && strings.HasPrefix(src, "bin/") {
+				m["src"] = filepath.Join(build, strings.TrimPrefix(src, "bin/"))
+			}
+		}
+	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -75,10 +93,15 @@ func run(in, out, pinSpec, version, release, arch string) error {
 		if err != nil {
 			return err
 		}
+		// Not a conffile in /etc/apt/preferences.d: conffiles stay after
+		// `apt remove` and would hold pg-backup-api back with no
+		// pgbapi-proxy installed. The deb ships it here; postinstall
+		// copies it into place (so an upgrade built for a new pin brings
+		// the new pin) and postremove deletes it on remove.
 		contents, _ := cfg["contents"].([]any)
 		cfg["contents"] = append(contents, map[string]any{
-			"src": abs, "dst": "/etc/apt/preferences.d/pgbapi-proxy.pref",
-			"type": "config|noreplace", "packager": "deb", "file_info": map[string]any{"mode": 0o644},
+			"src": abs, "dst": AptPreferencesTemplate,
+			"packager": "deb", "file_info": map[string]any{"mode": 0o644},
 		})
 	}
 	generated, err := yaml.Marshal(cfg)
@@ -93,10 +116,57 @@ func run(in, out, pinSpec, version, release, arch string) error {
 	return nil
 }
 
+// AptPreferencesTemplate is where the deb ships the apt pin that
+// postinstall copies to /etc/apt/preferences.d/pgbapi-proxy.pref.
+const AptPreferencesTemplate = "/usr/share/pgbapi-proxy/apt-preferences"
+
+// versionedChangelog writes a copy of the changelog to out whose newest
+// entry is the package's version: the release's own entry when the
+// changelog has one, else a build entry on top (so that the deb's
+// changelog.Debian and the rpm's %changelog name the version installed).
+// The build entry is dated SOURCE_DATE_EPOCH when set (reproducible
+// builds), else now.
+func versionedChangelog(in, out, version, release string) (string, error) {
+	data, err := os.ReadFile(in)
+	if err != nil {
+		return "", err
+	}
+	var entries []map[string]any
+	if err := yaml.Unmarshal(data, &entries); err != nil {
+		return "", fmt.Errorf("%s: %w", in, err)
+	}
+	if len(entries) == 0 || (entries[0]["semver"] != version && entries[0]["semver"] != version+"-"+release) {
+		date := time.Now().UTC()
+		if epoch, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+			date = time.Unix(epoch, 0).UTC()
+		}
+		entry := map[string]any{
+			"semver": version + "-" + release, "date": date.Format(time.RFC3339),
+			"packager": "pgbapi-proxy team <team@pgbapi-proxy.invalid>",
+			"changes":  []any{map[string]any{"note": "Build " + version + "; changes since the last release: see the git history."}},
+		}
+		if len(entries) > 0 {
+			entry["packager"] = entries[0]["packager"]
+			entry["deb"] = entries[0]["deb"]
+		}
+		entries = append([]map[string]any{entry}, entries...)
+	}
+	generated, err := yaml.Marshal(entries)
+	if err != nil {
+		return "", err
+	}
+	path, err := filepath.Abs(filepath.Join(out, "changelog.yaml"))
+	if err != nil {
+		return "", err
+	}
+	return path, os.WriteFile(path, generated, 0o644)
+}
+
 var semverish = regexp.MustCompile(`^v?([0-9]+(\.[0-9]+)+)(.*)$`)
 
 // PackageVersion makes a version both packagers take from a git describe
-// string: v1.2.3 -> 1.2.3; v1.2.3-4-gabc -> 1.2.3+git4.gabc; a bare commit
+// string: v1.2.3 -> 1.2.3; v1.2.3-4-gabc -> 1.2.3+git4.gabc; make's
+// version without tags, 0.0.0+git<time>.<sha>, as it is; a bare commit
 // abc123 -> 0.0.0+gitabc123. A '-' would split version and release.
 func PackageVersion(s string) (string, error) {
 	if s == "" {
@@ -109,8 +179,14 @@ func PackageVersion(s string) (string, error) {
 	if m == nil {
 		return "0.0.0+git" + clean(s), nil
 	}
-	if rest := clean(m[3]); rest != "" {
-		return m[1] + "+git" + strings.TrimPrefix(rest, "+"), nil
+	rest := clean(m[3])
+	if strings.HasPrefix(rest, "+") {
+		// Already a package version with build metadata, as make gives
+		// without tags (0.0.0+git<time>.<sha>): kept, so that it sorts.
+		return m[1] + rest, nil
+	}
+	if rest != "" {
+		return m[1] + "+git" + rest, nil
 	}
 	return m[1], nil
 }

@@ -17,6 +17,9 @@ func TestPackageVersion(t *testing.T) {
 		"2c7b7b9-dirty":     "0.0.0+git2c7b7b9.dirty",
 		"abcdef0":           "0.0.0+gitabcdef0",
 		"1.0.1":             "1.0.1",
+		// make's version without tags: kept as it is, so that it sorts.
+		"0.0.0+git20261130051332.bf09a95":       "0.0.0+git20261130051332.bf09a95",
+		"0.0.0+git20261130051332.bf09a95.dirty": "0.0.0+git20261130051332.bf09a95.dirty",
 	} {
 		got, err := PackageVersion(in)
 		require.NoError(t, err)

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -62,9 +63,7 @@ func TestTranslateRefuses(t *testing.T) {
 
 // The deb ranges mean what they say to dpkg itself.
 func TestDebRangesWithDpkg(t *testing.T) {
-	if _, err := exec.LookPath("dpkg"); err != nil {
-		t.Skip("dpkg is not installed")
-	}
+	needs.Command(t, "dpkg", "dpkg")
 	tests := []struct {
 		pin      string
 		match    []string

@@ -6,6 +6,14 @@
 set -e
 case "$1" in
 remove | purge | 0)
+	# The apt pin postinstall wrote (deb): without pgbapi-proxy nothing
+	# should hold pg-backup-api back.
+	rm -f /etc/apt/preferences.d/pgbapi-proxy.pref
+	if [ "$1" != remove ]; then
+		# The drop-in the package wrote (the settings' directories).
+		rm -f /etc/systemd/system/pgbapi-proxy.service.d/paths.conf
+		rmdir /etc/systemd/system/pgbapi-proxy.service.d 2>/dev/null || true
+	fi
 	if [ -d /run/systemd/system ]; then
 		systemctl daemon-reload || true
 	fi
