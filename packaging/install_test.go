@@ -159,6 +159,7 @@ func testRepo(t *testing.T) apt {
 	require.NoError(t, os.WriteFile(list, []byte("deb [trusted=yes] file:"+repo+" ./\n"), 0o644))
 	_, statErr := os.Stat(filepath.Dir(tpaDir))
 	hadParent := statErr == nil
+	trusted := systemTrust()
 	a := apt{t: t, opts: []string{"-o", "Dir::Etc::sourcelist=" + list, "-o", "Dir::Etc::sourceparts=-", "-o", "APT::Get::List-Cleanup=0", "-o", "APT::Sandbox::User=root"}}
 	t.Cleanup(func() {
 		// Each package on its own, and checked: a package left installed
@@ -169,6 +170,17 @@ func testRepo(t *testing.T) apt {
 			os.Remove(filepath.Dir(tpaDir))
 		}
 		os.RemoveAll(stateDir)
+		// init put the cluster CA into the system trust store: take out
+		// what was not there before, and check.
+		for f := range systemTrust() {
+			if !trusted[f] {
+				os.Remove(f)
+			}
+		}
+		if out, err := exec.Command("update-ca-certificates", "--fresh").CombinedOutput(); err != nil {
+			t.Errorf("update-ca-certificates: %v: %s", err, out)
+		}
+		assert.Equal(t, trusted, systemTrust(), "the trust store is as it was")
 		exec.Command("userdel", svcUser).Run()
 		exec.Command("groupdel", svcUser).Run()
 		lists, _ := filepath.Glob("/var/lib/apt/lists/*" + strings.ReplaceAll(strings.TrimPrefix(repo, "/"), "/", "_") + "*")
@@ -178,6 +190,16 @@ func testRepo(t *testing.T) apt {
 	})
 	a.run("update")
 	return a
+}
+
+// systemTrust lists the local CA certificates of the system trust store.
+func systemTrust() map[string]bool {
+	files, _ := filepath.Glob("/usr/local/share/ca-certificates/*.crt")
+	set := map[string]bool{}
+	for _, f := range files {
+		set[f] = true
+	}
+	return set
 }
 
 // The README's install on a real Debian: pinned pg-backup-api, init, the
@@ -201,15 +223,17 @@ func TestDebInstall(t *testing.T) {
 
 	// init ran: files, owners, modes as designed.
 	for path, want := range map[string]string{
-		stateDir:                                   "pgbapi-proxy:pgbapi-proxy 700",
+		stateDir:                                   "root:pgbapi-proxy 750",
+		stateDir + "/server":                       "pgbapi-proxy:pgbapi-proxy 700",
 		stateDir + "/ca":                           "root:root 700",
 		stateDir + "/ca/root.key":                  "root:root 600",
 		stateDir + "/intermediate.key":             "pgbapi-proxy:pgbapi-proxy 600",
-		stateDir + "/inventory.json":               "pgbapi-proxy:pgbapi-proxy 600",
-		tpaDir:                                     "root:pgbapi-proxy 770",
+		stateDir + "/inventory.json":               "root:root 644",
+		stateDir + "/pki.json":                     "root:root 644",
+		tpaDir:                                     "root:pgbapi-proxy 750",
 		tpaDir + "/root.crt":                       "root:root 644",
 		tpaDir + "/CA.crt":                         "root:root 644",
-		tpaDir + "/pg-backup-api.crt":              "pgbapi-proxy:pgbapi-proxy 644",
+		tpaDir + "/pg-backup-api.crt":              "root:root 644",
 		tpaDir + "/pg-backup-api.key":              "pgbapi-proxy:pgbapi-proxy 600",
 		tpaDir + "/pg-backup-user.crt":             "root:root 644",
 		tpaDir + "/pg-backup-user.key":             "root:root 600",
@@ -233,11 +257,17 @@ func TestDebInstall(t *testing.T) {
 	defer stopUp()
 	addr, stop := runuserServe(t, upURL)
 	port := addr[strings.LastIndex(addr, ":")+1:]
-	out, err = exec.Command("curl", "-sS", "--cacert", tpaDir+"/root.crt", "--cert", tpaDir+"/pg-backup-user.crt",
+	// The README's curl as documented: no --cacert, since init put the
+	// cluster CA into this host's trust store (the cleanup takes it out).
+	out, err = exec.Command("curl", "-sS", "--cert", tpaDir+"/pg-backup-user.crt",
 		"--key", tpaDir+"/pg-backup-user.key", "https://localhost:"+port+"/diagnose").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Equal(t, proxytest.Diagnose+"\n", string(out))
 	stop()
+	// What serve obtains goes into its own store; root's sync-server-cert
+	// (the path unit's job; no systemd here) copies it on.
+	out, err = exec.Command("/usr/bin/pgbapi-proxy", "sync-server-cert").CombinedOutput()
+	require.NoError(t, err, "%s", out)
 
 	// An upgrade keeps every key and certificate byte for byte.
 	before := keys(t)

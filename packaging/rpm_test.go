@@ -68,9 +68,10 @@ func TestRPMScriptletsInScratchRoot(t *testing.T) {
 	assert.Error(t, exec.Command("getent", "passwd", svcUser).Run(), "... in the scratch root only")
 	for path, want := range map[string]string{
 		"/usr/bin/pgbapi-proxy":                        "root:root 755",
-		stateDir:                                       "pgbapi-proxy:pgbapi-proxy 700",
+		stateDir:                                       "root:pgbapi-proxy 750",
+		stateDir + "/server":                           "pgbapi-proxy:pgbapi-proxy 700",
 		stateDir + "/ca/root.key":                      "root:root 600",
-		tpaDir:                                         "root:pgbapi-proxy 770",
+		tpaDir:                                         "root:pgbapi-proxy 750",
 		tpaDir + "/pg-backup-api.key":                  "pgbapi-proxy:pgbapi-proxy 600",
 		tpaDir + "/pg-backup-user.crt":                 "root:root 644",
 		"/etc/sysconfig/pgbapi-proxy":                  "root:root 644",

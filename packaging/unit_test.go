@@ -58,3 +58,20 @@ func TestUnitExposure(t *testing.T) {
 	t.Logf("systemd-analyze security exposure: %.1f (at most %.1f)", score, maxExposure)
 	assert.LessOrEqual(t, score, maxExposure, "the unit's exposure went up:\n%s", out)
 }
+
+// The path unit and the root service it starts (sync-server-cert) verify.
+func TestServerCertPathUnitVerifies(t *testing.T) {
+	analyze := needs.Command(t, "systemd-analyze", "systemd")
+	dir := t.TempDir()
+	for _, name := range []string{"pgbapi-proxy-server-cert.path", "pgbapi-proxy-server-cert.service"} {
+		data, err := os.ReadFile(filepath.Join(repoRoot, "packaging", name))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(strings.ReplaceAll(string(data), "/usr/bin/pgbapi-proxy", "/bin/true")), 0o644))
+	}
+	out, err := exec.Command(analyze, "verify", filepath.Join(dir, "pgbapi-proxy-server-cert.path"), filepath.Join(dir, "pgbapi-proxy-server-cert.service")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Empty(t, strings.TrimSpace(string(out)), "systemd-analyze verify warns")
+	data, err := os.ReadFile(filepath.Join(repoRoot, "packaging", "pgbapi-proxy-server-cert.path"))
+	require.NoError(t, err)
+	assert.Contains(t, string(data), "PathChanged=/var/lib/pgbapi-proxy/server/pg-backup-api.crt")
+}

@@ -1,14 +1,11 @@
 package pki
 
 import (
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
-	"syscall"
 )
 
 // File modes of what the PKI writes.
@@ -58,9 +55,6 @@ func writeAtomic(path string, data []byte, mode fs.FileMode, owner *Owner, repla
 			err = fmt.Errorf("writing %q: %w", path, err)
 		}
 	}()
-	if replace && owner == nil && !isPrivateKey(data) {
-		owner = ownerOf(path)
-	}
 	// CreateTemp makes the file 0600, so a key is never readable by others,
 	// not even for a moment.
 	if err = prepare(tmp, data, mode, owner); err != nil {
@@ -79,45 +73,6 @@ func writeAtomic(path string, data []byte, mode fs.FileMode, owner *Owner, repla
 		return err
 	}
 	return syncDir(dir)
-}
-
-// ownerOf is the owner of an existing regular file, when this process
-// (root) may give a replacement the same one: a record the packaged service
-// owns (the inventory) stays the service's after root rewrites it.
-// Otherwise nil: the new file belongs to the process. A link is not
-// followed, and private keys never come here (see isPrivateKey): whoever
-// could put a file at a key's path must not come to own the new key.
-func ownerOf(path string) *Owner {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	// Lstat: a symbolic link planted at path lends its target's owner to
-	// nothing.
-	info, err := os.Lstat(path)
-	if err != nil || !info.Mode().IsRegular() {
-		return nil
-	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok || (st.Uid == 0 && st.Gid == 0) {
-		return nil
-	}
-	return &Owner{UID: int(st.Uid), GID: int(st.Gid)}
-}
-
-// isPrivateKey reports whether data holds a PEM private key. A replaced
-// key belongs to the process (root) or to the explicit owner, never to the
-// owner of the file it replaces.
-func isPrivateKey(data []byte) bool {
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return false
-		}
-		if strings.HasSuffix(block.Type, "PRIVATE KEY") {
-			return true
-		}
-	}
 }
 
 func prepare(f *os.File, data []byte, mode fs.FileMode, owner *Owner) error {

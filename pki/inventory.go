@@ -148,7 +148,7 @@ func writeInventory(l Layout, recs []Record) error {
 	if err != nil {
 		return err
 	}
-	return Replace(l.Inventory(), append(data, '\n'), KeyMode, nil)
+	return Replace(l.Inventory(), append(data, '\n'), CertMode, nil)
 }
 
 // withLock runs fn while holding an exclusive lock on the state directory,

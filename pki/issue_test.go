@@ -5,11 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/pgbapi/pgbapi-proxy/internal/needs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -138,19 +136,4 @@ func TestIssueClientConcurrentKeepsEveryRecord(t *testing.T) {
 	}
 	assert.Len(t, inv, 4+n, "root, intermediate, server, test client and every issued client")
 	assert.Len(t, serials, 4+n, "serials are distinct")
-}
-
-// A file root replaces keeps its owner, so that the packaged service can
-// still rewrite the inventory and its server key after root ran a command.
-func TestReplaceKeepsOwner(t *testing.T) {
-	needs.Root(t, "chown to another user")
-	path := filepath.Join(t.TempDir(), "inventory.json")
-	require.NoError(t, WriteNew(path, []byte("old"), KeyMode, &Owner{UID: 65534, GID: 65534}))
-	require.NoError(t, Replace(path, []byte("new"), KeyMode, nil))
-	info, err := os.Stat(path)
-	require.NoError(t, err)
-	st := info.Sys().(*syscall.Stat_t)
-	assert.Equal(t, uint32(65534), st.Uid)
-	assert.Equal(t, uint32(65534), st.Gid)
-	assert.Equal(t, KeyMode, info.Mode().Perm())
 }

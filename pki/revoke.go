@@ -182,7 +182,7 @@ func (out *Revoked) write(l Layout, inv []Record, root *x509.Certificate, ca *Au
 			}
 		}
 	}
-	if err := set.stage(l.Inventory(), append(invJSON, '\n'), KeyMode, ownerOf(l.Inventory())); err != nil {
+	if err := set.stage(l.Inventory(), append(invJSON, '\n'), CertMode, me); err != nil {
 		return fail(err)
 	}
 	if err := set.commit(); err != nil {

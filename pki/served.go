@@ -69,6 +69,10 @@ func ExportServedCert(l Layout, now time.Time) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// The service's own key stays the service's in the TPA directory
+	// (it reads it there when it restarts); a directory of root's keeps
+	// it from replacing anything else.
+	keyOwner := ownerOfStore(l.ServedKey())
 	certs, err := matchingPair(certPEM, keyPEM)
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", l.ServedCert(), err)
@@ -101,12 +105,27 @@ func ExportServedCert(l Layout, now time.Time) (bool, error) {
 				return err
 			}
 		}
-		if err := Replace(l.ServerKey(), keyPEM, KeyMode, nil); err != nil {
+		if err := Replace(l.ServerKey(), keyPEM, KeyMode, keyOwner); err != nil {
 			return err
 		}
 		return Replace(l.ServerCert(), certPEM, CertMode, nil)
 	})
 	return err == nil, err
+}
+
+// ownerOfStore is the owner of a file in the service's store, when this
+// process is root and the file is not root's: the one account root may
+// give the service's own key back to. A link lends nothing.
+func ownerOfStore(path string) *Owner {
+	info, err := os.Lstat(path)
+	if err != nil || !info.Mode().IsRegular() || os.Geteuid() != 0 {
+		return nil
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 {
+		return nil
+	}
+	return &Owner{UID: int(st.Uid), GID: int(st.Gid)}
 }
 
 // matchingPair parses a certificate chain and the key of its leaf.

@@ -32,13 +32,15 @@ if ! pgbapi-proxy init; then
 	exit 1
 fi
 
-# The service reads the server key and the root certificate, renews the
-# server certificate from the intermediate, and records it. It never
-# reads the cluster CA key (state/ca stays root's) nor other clients' keys.
+# Who may write what (README, "Security model"). The service account
+# reads the root, the CRL, the revocation record, the inventory, the
+# settings of the PKI and its own keys; it writes only its own store,
+# $STATE/server. Everything that decides trust is root's: the directories
+# too, so that it can neither replace nor delete a file there.
 #
-# Both directories are writable by the service user, which could plant a
-# symbolic link there pointing at a file of root's: nothing here follows
-# one (chown -h; a link is reported and left alone, never chmod-ed).
+# The service could plant a symbolic link in its store (and could in the
+# directories older versions let it write): nothing here follows one
+# (chown -h; a link is reported and left alone, never chmod-ed).
 own() { # OWNER MODE PATH: set a real file's or directory's owner and mode
 	if [ -L "$3" ]; then
 		echo "pgbapi-proxy: $3 is a symbolic link; left alone (remove it, then reinstall)" >&2
@@ -48,17 +50,28 @@ own() { # OWNER MODE PATH: set a real file's or directory's owner and mode
 	chown -h "$1" "$3"
 	[ -z "$2" ] || chmod "$2" "$3"
 }
-own "$USER_NAME:$USER_NAME" 0700 "$STATE"
+own "root:$USER_NAME" 0750 "$STATE"
 own root:root 0700 "$STATE/ca"
-for f in intermediate.crt intermediate.key inventory.json inventory.lock pki.json; do
-	own "$USER_NAME:$USER_NAME" "" "$STATE/$f"
+for f in intermediate.crt inventory.json pki.json crl.pem revoked.json; do
+	own root:root go-w "$STATE/$f"
 done
-# -R -P -h: into the directory, never through a link in it.
-if [ -d "$STATE/certmagic" ] && [ ! -L "$STATE/certmagic" ]; then chown -R -P -h "$USER_NAME:$USER_NAME" "$STATE/certmagic"; fi
-own "root:$USER_NAME" 0770 "$TPA"
-for f in pg-backup-api.crt pg-backup-api.key; do
-	own "$USER_NAME:$USER_NAME" "" "$TPA/$f"
+own root:root 0600 "$STATE/inventory.lock"
+# The intermediate's key: the service signs its own server certificates
+# with it (name constraints keep them to this host's names).
+own "$USER_NAME:$USER_NAME" 0600 "$STATE/intermediate.key"
+# The service's own store (an older version's $STATE/certmagic is no
+# longer used; it is left alone).
+if [ ! -e "$STATE/server" ] && [ ! -L "$STATE/server" ]; then
+	install -d -o "$USER_NAME" -g "$USER_NAME" -m 0700 "$STATE/server"
+fi
+own "$USER_NAME:$USER_NAME" 0700 "$STATE/server"
+own "root:$USER_NAME" 0750 "$TPA"
+for f in root.crt CA.crt crl.pem pg-backup-api.crt; do
+	own root:root go-w "$TPA/$f"
 done
+# The server key the service serves (it reads it again on SIGHUP where
+# there is no CA key): its own, in a directory of root's.
+own "$USER_NAME:$USER_NAME" 0600 "$TPA/pg-backup-api.key"
 
 # The unit may write only the directories the settings name: when they are
 # not the defaults, a drop-in says so (ReadWritePaths), rewritten on every
@@ -66,19 +79,25 @@ done
 # (deb) or dnf reinstall pgbapi-proxy (rpm). PGBAPI_PROXY_DROPIN_DIR:
 # for the tests only.
 DROPIN_DIR=${PGBAPI_PROXY_DROPIN_DIR:-/etc/systemd/system/pgbapi-proxy.service.d}
-if [ "$TPA" != /etc/tpa/pg-backup-api ] || [ "$STATE" != /var/lib/pgbapi-proxy ]; then
-	mkdir -p "$DROPIN_DIR"
+PATH_DROPIN_DIR=${PGBAPI_PROXY_PATH_DROPIN_DIR:-/etc/systemd/system/pgbapi-proxy-server-cert.path.d}
+if [ "$STATE" != /var/lib/pgbapi-proxy ]; then
+	mkdir -p "$DROPIN_DIR" "$PATH_DROPIN_DIR"
 	printf '%s\n' \
-		"# Written by the pgbapi-proxy package from its settings file (TPA and" \
-		"# state directories); rewritten on every install and upgrade, removed" \
-		"# on purge." \
+		"# Written by the pgbapi-proxy package from its settings file (the state" \
+		"# directory); rewritten on every install and upgrade, removed on purge." \
 		"[Service]" \
 		"ReadWritePaths=" \
-		"ReadWritePaths=-$STATE -$TPA" >"$DROPIN_DIR/paths.conf"
-	chmod 0644 "$DROPIN_DIR/paths.conf"
+		"ReadWritePaths=-$STATE/server" >"$DROPIN_DIR/paths.conf"
+	printf '%s\n' \
+		"# Written by the pgbapi-proxy package from its settings file (the state" \
+		"# directory); rewritten on every install and upgrade, removed on purge." \
+		"[Path]" \
+		"PathChanged=" \
+		"PathChanged=$STATE/server/pg-backup-api.crt" >"$PATH_DROPIN_DIR/paths.conf"
+	chmod 0644 "$DROPIN_DIR/paths.conf" "$PATH_DROPIN_DIR/paths.conf"
 else
-	rm -f "$DROPIN_DIR/paths.conf"
-	rmdir "$DROPIN_DIR" 2>/dev/null || true
+	rm -f "$DROPIN_DIR/paths.conf" "$PATH_DROPIN_DIR/paths.conf"
+	rmdir "$DROPIN_DIR" "$PATH_DROPIN_DIR" 2>/dev/null || true
 fi
 
 # deb: the apt pin of the pg-backup-api this package was built for (a
@@ -96,6 +115,7 @@ fi
 
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload || true
+	systemctl enable --now pgbapi-proxy-server-cert.path || true
 	if [ "$first" = yes ]; then
 		systemctl enable pgbapi-proxy.service || true
 		action=start

@@ -11,8 +11,8 @@ remove | purge | 0)
 	rm -f /etc/apt/preferences.d/pgbapi-proxy.pref
 	if [ "$1" != remove ]; then
 		# The drop-in the package wrote (the settings' directories).
-		rm -f /etc/systemd/system/pgbapi-proxy.service.d/paths.conf
-		rmdir /etc/systemd/system/pgbapi-proxy.service.d 2>/dev/null || true
+		rm -f /etc/systemd/system/pgbapi-proxy.service.d/paths.conf /etc/systemd/system/pgbapi-proxy-server-cert.path.d/paths.conf
+		rmdir /etc/systemd/system/pgbapi-proxy.service.d /etc/systemd/system/pgbapi-proxy-server-cert.path.d 2>/dev/null || true
 	fi
 	if [ -d /run/systemd/system ]; then
 		systemctl daemon-reload || true

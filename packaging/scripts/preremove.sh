@@ -6,7 +6,7 @@ set -e
 case "$1" in
 remove | 0)
 	if [ -d /run/systemd/system ]; then
-		systemctl disable --now pgbapi-proxy.service || true
+		systemctl disable --now pgbapi-proxy.service pgbapi-proxy-server-cert.path || true
 	fi
 	;;
 esac
