@@ -132,6 +132,17 @@ func TestDebContents(t *testing.T) {
 	} {
 		assert.Regexp(t, want, listing)
 	}
+	// The Ansible role and the TPA hook, every file as in the repository.
+	files, dirs := ansibleTree(t)
+	for _, d := range dirs {
+		assert.Regexp(t, `drwxr-xr-x root/root +0 \S+ \S+ \./usr/share/pgbapi-proxy/`+regexp.QuoteMeta(d)+`/\n`, listing)
+	}
+	for _, f := range files {
+		assert.Regexp(t, `-rw-r--r-- root/root +\d+ \S+ \S+ \./usr/share/pgbapi-proxy/`+regexp.QuoteMeta(f)+`\n`, listing)
+		want, err := os.ReadFile(filepath.Join(repoRoot, "packaging", f))
+		require.NoError(t, err)
+		assert.Equal(t, string(want), run(t, "sh", "-c", "dpkg-deb --fsys-tarfile "+deb+" | tar -xO ./usr/share/pgbapi-proxy/"+f), f)
+	}
 	conffiles := run(t, "sh", "-c", "dpkg-deb --ctrl-tarfile "+deb+" | tar -xO ./conffiles")
 	assert.Contains(t, conffiles, "/etc/default/pgbapi-proxy\n", "an upgrade never replaces the settings")
 	assert.NotContains(t, conffiles, "/etc/apt/", "the apt pin is no conffile: apt remove takes it away")
@@ -163,6 +174,36 @@ func TestRPMContents(t *testing.T) {
 	assert.Contains(t, run(t, "rpm", "-qp", "--qf", "[%{FILEFLAGS:fflags} %{FILENAMES}\n]", rpm), "l /usr/share/licenses/pgbapi-proxy/copyright", "%license")
 	assert.Regexp(t, `drwxr-xr-x +\d+ root +root +\d+ .* /usr/share/pgbapi-proxy\n`, listing, "the package owns its directory")
 	assert.Regexp(t, `(?s)preinstall scriptlet.*useradd --system`, scripts, "the user is made in %pre")
+	// The Ansible role and the TPA hook; rpm owns each directory.
+	files, dirs := ansibleTree(t)
+	for _, d := range dirs {
+		assert.Regexp(t, `drwxr-xr-x +\d+ root +root +0 .* /usr/share/pgbapi-proxy/`+regexp.QuoteMeta(d)+`\n`, listing)
+	}
+	for _, f := range files {
+		assert.Regexp(t, `-rw-r--r-- +1 root +root +\d+ .* /usr/share/pgbapi-proxy/`+regexp.QuoteMeta(f)+`\n`, listing)
+	}
+}
+
+// ansibleTree lists packaging/ansible: its files and its directories
+// (itself included), relative to packaging/ (ansible/roles/...).
+func ansibleTree(t *testing.T) (files, dirs []string) {
+	t.Helper()
+	base := filepath.Join(repoRoot, "packaging")
+	require.NoError(t, filepath.WalkDir(filepath.Join(base, "ansible"), func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(base, path)
+		if d.IsDir() {
+			dirs = append(dirs, rel)
+		} else {
+			files = append(files, rel)
+		}
+		return err
+	}))
+	require.Contains(t, files, "ansible/roles/pgbapi_proxy/tasks/main.yml")
+	require.Contains(t, files, "ansible/hooks/post-deploy.yml")
+	return files, dirs
 }
 
 func TestUntranslatablePinStopsTheBuild(t *testing.T) {
