@@ -253,3 +253,12 @@ func changedTasks(out string) []string {
 	}
 	return tasks
 }
+
+// README shows the hook file as the packages ship it.
+func TestREADMEShowsTheAnsibleHook(t *testing.T) {
+	hook, err := os.ReadFile(filepath.Join(repoRoot, "packaging/ansible/hooks/post-deploy.yml"))
+	require.NoError(t, err)
+	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(readme), "```yaml\n"+string(hook)+"```\n")
+}
