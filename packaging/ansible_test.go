@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/internal/needs"
+	"github.com/pgbapi/pgbapi-proxy/packaging/pin"
 	"github.com/pgbapi/pgbapi-proxy/pki/pkitest"
 	"github.com/pgbapi/pgbapi-proxy/proxy/proxytest"
 	"github.com/stretchr/testify/assert"
@@ -261,4 +262,46 @@ func TestREADMEShowsTheAnsibleHook(t *testing.T) {
 	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
 	require.NoError(t, err)
 	assert.Contains(t, string(readme), "```yaml\n"+string(hook)+"```\n")
+}
+
+// The role gives apt the pin as packaging/pin (and so the deb's apt
+// preferences) translates it, for every form the package build takes.
+func TestAnsibleRoleAptVersion(t *testing.T) {
+	playbook := needs.Command(t, "ansible-playbook", "ansible-core")
+	pins := []string{"", "2.0.0-1.el8", "2:2.0.0-1", "2.0.0", "2:2.0.0", "2.0.0*", "2:2.0.0*", "2.0*"}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	pinsJSON, err := json.Marshal(pins)
+	require.NoError(t, err)
+	play := filepath.Join(dir, "play.yml")
+	require.NoError(t, os.WriteFile(play, []byte(`- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.lineinfile:
+        path: `+out+`
+        create: true
+        line: "{{ item }}|{{ lookup('ansible.builtin.template', '`+filepath.Join(repoRoot, "packaging/ansible/roles/pgbapi_proxy/templates/apt-version.j2")+`') | trim }}"
+      vars:
+        pg_backup_api_package_version: "{{ item }}"
+      loop: `+string(pinsJSON)+`
+`), 0o644))
+	home := t.TempDir()
+	cmd := exec.Command(playbook, "-i", "localhost,", play)
+	cmd.Env = append(os.Environ(), "ANSIBLE_NOCOLOR=1", "ANSIBLE_HOME="+home, "ANSIBLE_LOCAL_TEMP="+filepath.Join(home, "tmp"),
+		"ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3", "ANSIBLE_LOCALHOST_WARNING=0", "ANSIBLE_INVENTORY_UNPARSED_WARNING=0")
+	output, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", output)
+	data, err := os.ReadFile(out)
+	require.NoError(t, err)
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		p, v, _ := strings.Cut(line, "|")
+		got[p] = v
+	}
+	for _, p := range pins {
+		tr, err := pin.Translate(p)
+		require.NoError(t, err)
+		assert.Equal(t, tr.AptVersion, got[p], "pin %q", p)
+	}
 }
