@@ -117,8 +117,7 @@ func TestAnsibleRole(t *testing.T) {
   tasks:
     - ansible.builtin.include_tasks: `+filepath.Join(repoRoot, "packaging/ansible/hooks/post-deploy.yml")+`
 `), 0o644))
-			ansible := func(extra ...string) string {
-				t.Helper()
+			try := func(extra ...string) (string, error) {
 				args := append([]string{"-i", inventory, play, "-e", "@" + varsFile}, extra...)
 				cmd := exec.Command(playbook, args...)
 				home := t.TempDir()
@@ -127,14 +126,19 @@ func TestAnsibleRole(t *testing.T) {
 					"ANSIBLE_ROLES_PATH="+filepath.Join(repoRoot, "packaging/ansible/roles"),
 					"ANSIBLE_RETRY_FILES_ENABLED=0")
 				out, err := cmd.CombinedOutput()
+				return string(out), err
+			}
+			ansible := func(extra ...string) string {
+				t.Helper()
+				out, err := try(extra...)
 				require.NoError(t, err, "ansible-playbook:\n%s", out)
-				m := recapLine.FindStringSubmatch(string(out))
+				m := recapLine.FindStringSubmatch(out)
 				require.NotNil(t, m, "no recap line:\n%s", out)
 				t.Logf("recap: %s", m[0])
-				if c := changedTasks(string(out)); len(c) > 0 {
+				if c := changedTasks(out); len(c) > 0 {
 					t.Logf("changed: %s", strings.Join(c, "; "))
 				}
-				return string(out)
+				return out
 			}
 
 			// First run: installs, adopts, issues; no systemd, so no
@@ -184,6 +188,15 @@ func TestAnsibleRole(t *testing.T) {
 				"https://barman1:"+listen+"/diagnose").CombinedOutput()
 			require.NoError(t, err, "%s", body)
 			assert.Equal(t, proxytest.Diagnose+"\n", string(body))
+
+			if !tc.withKey {
+				// A client certificate to issue where there is no CA key:
+				// the role stops with what to do, and issues nothing.
+				out, err := try("-e", `{"pgbapi_proxy_clients": ["pem"]}`)
+				require.Error(t, err, "%s", out)
+				assert.Contains(t, out, "pgbapi_proxy_clients asks for pem, but this host has no CA key")
+				assert.NoFileExists(t, tpaDir+"/pem.crt")
+			}
 		})
 	}
 }
