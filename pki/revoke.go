@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -149,8 +148,13 @@ func (out *Revoked) write(l Layout, inv []Record, root *x509.Certificate, ca *Au
 		return 0, err
 	}
 	rec := nextRevocationRecord(old, inv, now)
-	if n := lastCRLNumber(l); n >= rec.Number {
+	if n := lastCRLNumber(l); n >= rec.Number && n < maxRecordNumber {
 		rec.Number = n + 1
+	} else if n >= maxRecordNumber {
+		return 0, fmt.Errorf("the CRL %s has number %d, beyond what revoke writes: it was not written by revoke; move it away and revoke again", l.CRL(), n)
+	}
+	if old != nil && rec.Number <= old.Number {
+		return 0, fmt.Errorf("the revocation record's number would not grow (%d after %d); move %s away and revoke again", rec.Number, old.Number, l.RevocationRecord())
 	}
 	recJSON, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
@@ -334,7 +338,7 @@ func lastCRLNumber(l Layout) int64 {
 
 // CRLNumber reads the CRL Number of a PEM CRL (not its signature).
 func CRLNumber(path string) (int64, error) {
-	data, err := os.ReadFile(path)
+	data, err := readNoFollow(path)
 	if err != nil {
 		return 0, err
 	}
@@ -355,7 +359,7 @@ func CRLNumber(path string) (int64, error) {
 // LoadCRL reads a PEM CRL and checks that root signed it. It returns the
 // revoked serials, as SerialHex prints them.
 func LoadCRL(path string, root *x509.Certificate) (map[string]bool, error) {
-	data, err := os.ReadFile(path)
+	data, err := readNoFollow(path)
 	if err != nil {
 		return nil, err
 	}
