@@ -61,10 +61,10 @@ type Loader struct {
 	o  Options
 	mu sync.Mutex
 	// last good state of each input; nil before the first Load
-	root    *x509.Certificate
-	crl     *crlState
-	record  *recordState
-	rules   *proxy.Rules
+	root   *x509.Certificate
+	crl    *crlState
+	record *recordState
+	rules  *proxy.Rules
 	// inventory is what root's inventory says is revoked: a CRL or
 	// record that goes missing or is rolled back between two starts
 	// still un-revokes nothing it lists.
