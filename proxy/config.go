@@ -52,8 +52,8 @@ type Config struct {
 	// closed at once. Each costs about 45 kB when idle.
 	MaxConns             int
 	MaxPendingHandshakes int
-	BodyTimeout       time.Duration // to receive a whole request body
-	MaxBodyBytes      int64         // largest request body forwarded
+	BodyTimeout          time.Duration // to receive a whole request body
+	MaxBodyBytes         int64         // largest request body forwarded
 
 	// TicketKeyRotation is how often the TLS session ticket key changes;
 	// a new trust snapshot always brings a new key.
