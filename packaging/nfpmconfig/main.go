@@ -67,14 +67,8 @@ func run(in, out, pinSpec, version, release, arch, build string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	cfg["overrides"] = map[string]any{
-		"deb": map[string]any{"depends": tr.DebDepends},
-		"rpm": map[string]any{"depends": tr.RPMRequire},
-	}
-	if tr.AptVersion != "" {
-		if err := addAptPin(cfg, out, tr); err != nil {
-			return err
-		}
+	if err := addDependencies(cfg, out, tr); err != nil {
+		return err
 	}
 	if err := writeConfig(cfg, in, out, pinSpec); err != nil {
 		return err
@@ -106,6 +100,19 @@ func useBuildDir(cfg map[string]any, build string) {
 			}
 		}
 	}
+}
+
+// addDependencies adds the pg-backup-api dependency for each packager and,
+// for a pinned deb, the apt pin.
+func addDependencies(cfg map[string]any, out string, tr pin.Translation) error {
+	cfg["overrides"] = map[string]any{
+		"deb": map[string]any{"depends": tr.DebDepends},
+		"rpm": map[string]any{"depends": tr.RPMRequire},
+	}
+	if tr.AptVersion == "" {
+		return nil
+	}
+	return addAptPin(cfg, out, tr)
 }
 
 // addAptPin writes the apt preferences file that keeps apt on the pinned
