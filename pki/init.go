@@ -405,42 +405,7 @@ func (r *initRun) serverCert() error {
 	}
 	switch {
 	case kind == pairBoth:
-		cert, problem, err := r.checkServer()
-		if err != nil {
-			return err
-		}
-		action := Kept
-		if r.recordAdopted(ServerName, KindServer, cert, l.ServerCert()) {
-			action = Adopted
-		}
-		if problem == "" {
-			r.step(action, "server certificate", l.ServerCert(), "covers "+describeNames(r.hosts, r.ips))
-			return nil
-		}
-		if r.server == nil {
-			r.step(action, "server certificate", l.ServerCert(), problem+"; the CA key is not on this host: issue one for "+
-				describeNames(r.hosts, r.ips)+" where it is, copy it here and send the proxy SIGHUP")
-			return nil
-		}
-		for _, p := range []string{l.ServerCert(), l.ServerKey()} {
-			if err := keepOld(p); err != nil {
-				return err
-			}
-		}
-		key, err := r.o.KeyType.Generate()
-		if err != nil {
-			return err
-		}
-		newCert, err := r.signServer(key)
-		if err != nil {
-			return err
-		}
-		if err := replacePair(l.ServerCert(), l.ServerKey(), EncodeCerts(newCert, r.server.Cert), key, nil); err != nil {
-			return err
-		}
-		r.step(Replaced, "server certificate", l.ServerCert(), problem+"; the new one covers "+describeNames(r.hosts, r.ips)+" (old pair kept as .old)")
-		r.record(ServerName, KindServer, newCert, l.ServerCert())
-		return nil
+		return r.existingServerCert()
 	case kind == pairCertOnly:
 		return incompletePair(l.ServerCert(), l.ServerKey())
 	case r.server == nil:
@@ -459,6 +424,56 @@ func (r *initRun) serverCert() error {
 	}
 	r.step(Created, "server certificate", l.ServerCert(), describeNames(r.hosts, r.ips))
 	r.record(ServerName, KindServer, cert, l.ServerCert())
+	return nil
+}
+
+// existingServerCert keeps a valid server certificate that covers every
+// name, and otherwise replaces it where the intermediate is, or says what
+// to do where it is not.
+func (r *initRun) existingServerCert() error {
+	l := r.o.Layout
+	cert, problem, err := r.checkServer()
+	if err != nil {
+		return err
+	}
+	action := Kept
+	if r.recordAdopted(ServerName, KindServer, cert, l.ServerCert()) {
+		action = Adopted
+	}
+	if problem == "" {
+		r.step(action, "server certificate", l.ServerCert(), "covers "+describeNames(r.hosts, r.ips))
+		return nil
+	}
+	if r.server == nil {
+		r.step(action, "server certificate", l.ServerCert(), problem+"; the CA key is not on this host: issue one for "+
+			describeNames(r.hosts, r.ips)+" where it is, copy it here and send the proxy SIGHUP")
+		return nil
+	}
+	return r.replaceServerCert(problem)
+}
+
+// replaceServerCert keeps the old pair as .old and issues a new one for
+// every name; problem says what was wrong with the old one.
+func (r *initRun) replaceServerCert(problem string) error {
+	l := r.o.Layout
+	for _, p := range []string{l.ServerCert(), l.ServerKey()} {
+		if err := keepOld(p); err != nil {
+			return err
+		}
+	}
+	key, err := r.o.KeyType.Generate()
+	if err != nil {
+		return err
+	}
+	newCert, err := r.signServer(key)
+	if err != nil {
+		return err
+	}
+	if err := replacePair(l.ServerCert(), l.ServerKey(), EncodeCerts(newCert, r.server.Cert), key, nil); err != nil {
+		return err
+	}
+	r.step(Replaced, "server certificate", l.ServerCert(), problem+"; the new one covers "+describeNames(r.hosts, r.ips)+" (old pair kept as .old)")
+	r.record(ServerName, KindServer, newCert, l.ServerCert())
 	return nil
 }
 
