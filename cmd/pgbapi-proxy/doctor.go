@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/doctor"
 	"github.com/pgbapi/pgbapi-proxy/internal/envfile"
@@ -77,6 +78,7 @@ func (f *doctorFlags) run(ctx context.Context, sio *stdio, args []string) error 
 	if err != nil {
 		return err
 	}
+	settingsResults = append(settingsResults, f.fromRunningProxy(ctx)...)
 	opts, err := f.options(ctx)
 	if err != nil {
 		return err
@@ -89,6 +91,27 @@ func (f *doctorFlags) run(ctx context.Context, sio *stdio, args []string) error 
 		return fmt.Errorf("doctor found %d problem(s); see the FAIL lines above", n)
 	}
 	return nil
+}
+
+// fromRunningProxy takes --listen and --upstream, where neither the
+// command line, the environment nor the settings file gave them, from the
+// running proxy's admin listener: doctor checks what really runs.
+func (f *doctorFlags) fromRunningProxy(ctx context.Context) []doctor.Result {
+	if f.fs.Changed("listen") && f.fs.Changed("upstream") {
+		return nil
+	}
+	st, err := proxy.FetchSettings(ctx, f.admin, 2*time.Second)
+	if err != nil {
+		return nil // the proxy check says it is not running
+	}
+	if !f.fs.Changed("listen") {
+		f.listen = st.Listen
+	}
+	if !f.fs.Changed("upstream") {
+		f.upstream = st.Upstream
+	}
+	return []doctor.Result{{Area: "settings", Status: doctor.OK,
+		Detail: fmt.Sprintf("from the running proxy (admin %s): listens on %s, upstream %s, at most %d at once", f.admin, st.Listen, st.Upstream, st.MaxInflight)}}
 }
 
 // options checks the flags (after the settings file) and turns them into
