@@ -223,7 +223,7 @@ func keepOld(path string) error {
 	if !info.Mode().IsRegular() {
 		return nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := readNoFollow(path) // the file Lstat saw, not a link put there since
 	if err != nil {
 		return err
 	}

@@ -128,12 +128,7 @@ func TestInitAdoptsATPAHost(t *testing.T) {
 			assert.Equal(t, []string{"10.1.2.3", "127.0.0.1"}, meta.IPs)
 			if withKey {
 				// What the proxy renews covers every one of them.
-				signer, err := LoadServerSigner(l)
-				require.NoError(t, err)
-				key, err := ECDSAP256.Generate()
-				require.NoError(t, err)
-				chain, err := signer.Sign(key.Public(), time.Hour, time.Now())
-				require.NoError(t, err)
+				chain, _ := renewedChain(t, l)
 				root, err := LoadCert(l.RootCert())
 				require.NoError(t, err)
 				require.NoError(t, VerifyChain(chain, root, x509.ExtKeyUsageServerAuth, time.Now()))

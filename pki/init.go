@@ -3,7 +3,9 @@ package pki
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,6 +94,7 @@ type initRun struct {
 	steps  []Step
 	recs   []Record
 	known  map[string]bool // SHA-256 of certificates already in the inventory
+	roots  []Record        // the cluster CA as the inventory recorded it
 	root   *x509.Certificate
 	ca     *Authority // nil when the CA key is not on this host
 	server *Authority // the intermediate; nil likewise
@@ -145,6 +148,9 @@ func Init(o InitOptions) ([]Step, error) {
 		r.known = make(map[string]bool, len(inv))
 		for _, rec := range inv {
 			r.known[rec.SHA256] = true
+			if rec.Kind == KindRoot {
+				r.roots = append(r.roots, rec)
+			}
 		}
 		for _, step := range []func() error{r.rootCA, r.rootCopies, r.names, r.intermediate, r.serverCert, r.testClient, r.adoptClients, r.meta, r.crl} {
 			if err := step(); err != nil {
@@ -231,6 +237,24 @@ func (r *initRun) rootCA() error {
 	return nil
 }
 
+// sameRoot refuses a root.crt that is not the cluster CA this host
+// recorded when it first adopted or created it: a root.crt someone
+// replaced must not become the CA that every client and the system trust
+// store trust.
+func (r *initRun) sameRoot(root *x509.Certificate) error {
+	if len(r.roots) == 0 {
+		return nil
+	}
+	sum := sha256.Sum256(root.Raw)
+	for _, rec := range r.roots {
+		if rec.SHA256 == hex.EncodeToString(sum[:]) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s (%s) is not the cluster CA this host recorded (%s, sha256 %s): restore root.crt from a backup; nothing was changed",
+		r.o.RootCert(), root.Subject, r.roots[0].Subject, r.roots[0].SHA256)
+}
+
 // adoptOrCreateRoot keeps a root.crt that an older setup left in the TPA
 // directory (without its key: this host can then verify but not issue), or
 // creates a new CA.
@@ -243,6 +267,9 @@ func (r *initRun) adoptOrCreateRoot() error {
 	if haveTPARoot {
 		root, err := LoadCert(l.RootCert())
 		if err != nil {
+			return err
+		}
+		if err := r.sameRoot(root); err != nil {
 			return err
 		}
 		r.root = root
@@ -378,42 +405,7 @@ func (r *initRun) serverCert() error {
 	}
 	switch {
 	case kind == pairBoth:
-		cert, problem, err := r.checkServer()
-		if err != nil {
-			return err
-		}
-		action := Kept
-		if r.recordAdopted(ServerName, KindServer, cert, l.ServerCert()) {
-			action = Adopted
-		}
-		if problem == "" {
-			r.step(action, "server certificate", l.ServerCert(), "covers "+describeNames(r.hosts, r.ips))
-			return nil
-		}
-		if r.server == nil {
-			r.step(action, "server certificate", l.ServerCert(), problem+"; the CA key is not on this host: issue one for "+
-				describeNames(r.hosts, r.ips)+" where it is, copy it here and send the proxy SIGHUP")
-			return nil
-		}
-		for _, p := range []string{l.ServerCert(), l.ServerKey()} {
-			if err := keepOld(p); err != nil {
-				return err
-			}
-		}
-		key, err := r.o.KeyType.Generate()
-		if err != nil {
-			return err
-		}
-		newCert, err := r.signServer(key)
-		if err != nil {
-			return err
-		}
-		if err := replacePair(l.ServerCert(), l.ServerKey(), EncodeCerts(newCert, r.server.Cert), key, nil); err != nil {
-			return err
-		}
-		r.step(Replaced, "server certificate", l.ServerCert(), problem+"; the new one covers "+describeNames(r.hosts, r.ips)+" (old pair kept as .old)")
-		r.record(ServerName, KindServer, newCert, l.ServerCert())
-		return nil
+		return r.existingServerCert()
 	case kind == pairCertOnly:
 		return incompletePair(l.ServerCert(), l.ServerKey())
 	case r.server == nil:
@@ -432,6 +424,56 @@ func (r *initRun) serverCert() error {
 	}
 	r.step(Created, "server certificate", l.ServerCert(), describeNames(r.hosts, r.ips))
 	r.record(ServerName, KindServer, cert, l.ServerCert())
+	return nil
+}
+
+// existingServerCert keeps a valid server certificate that covers every
+// name, and otherwise replaces it where the intermediate is, or says what
+// to do where it is not.
+func (r *initRun) existingServerCert() error {
+	l := r.o.Layout
+	cert, problem, err := r.checkServer()
+	if err != nil {
+		return err
+	}
+	action := Kept
+	if r.recordAdopted(ServerName, KindServer, cert, l.ServerCert()) {
+		action = Adopted
+	}
+	if problem == "" {
+		r.step(action, "server certificate", l.ServerCert(), "covers "+describeNames(r.hosts, r.ips))
+		return nil
+	}
+	if r.server == nil {
+		r.step(action, "server certificate", l.ServerCert(), problem+"; the CA key is not on this host: issue one for "+
+			describeNames(r.hosts, r.ips)+" where it is, copy it here and send the proxy SIGHUP")
+		return nil
+	}
+	return r.replaceServerCert(problem)
+}
+
+// replaceServerCert keeps the old pair as .old and issues a new one for
+// every name; problem says what was wrong with the old one.
+func (r *initRun) replaceServerCert(problem string) error {
+	l := r.o.Layout
+	for _, p := range []string{l.ServerCert(), l.ServerKey()} {
+		if err := keepOld(p); err != nil {
+			return err
+		}
+	}
+	key, err := r.o.KeyType.Generate()
+	if err != nil {
+		return err
+	}
+	newCert, err := r.signServer(key)
+	if err != nil {
+		return err
+	}
+	if err := replacePair(l.ServerCert(), l.ServerKey(), EncodeCerts(newCert, r.server.Cert), key, nil); err != nil {
+		return err
+	}
+	r.step(Replaced, "server certificate", l.ServerCert(), problem+"; the new one covers "+describeNames(r.hosts, r.ips)+" (old pair kept as .old)")
+	r.record(ServerName, KindServer, newCert, l.ServerCert())
 	return nil
 }
 

@@ -54,86 +54,144 @@ func IssueClient(o IssueOptions) (*Issued, error) {
 
 	var out *Issued
 	err = withLock(o.Layout, func() error {
-		haveKey, err := exists(o.CAKey())
-		if err != nil {
-			return needsRoot(err)
-		}
-		if !haveKey {
-			return ErrNoCAKey
-		}
-		ca, err := LoadAuthority(o.CAStateCert(), o.CAKey())
-		if err != nil {
-			return needsRoot(err)
-		}
-		if err := checkDays(ca.Cert, o.Days, now); err != nil {
-			return err
-		}
-		certPath, keyPath := o.CertIn(o.OutDir, o.Name), o.KeyIn(o.OutDir, o.Name)
-		kind, err := pairState(certPath, keyPath)
-		if err != nil {
-			return err
-		}
-		if csr != nil && (kind == pairBoth || kind == pairKeyOnly) {
-			return fmt.Errorf("%q exists, and a certificate signed from a request would not match it: move it away, or write the certificate elsewhere", keyPath)
-		}
-		if kind != pairNone && !o.Renew {
-			return fmt.Errorf("a certificate or key named %q already exists in %q; use --renew to replace it", o.Name, o.OutDir)
-		}
-		var key crypto.Signer
-		var cert *x509.Certificate
-		if csr != nil {
-			cert, err = signRequest(ca, o.Name, o.Days, csr.PublicKey, csrDNS, now)
-		} else {
-			if key, err = o.KeyType.Generate(); err != nil {
-				return err
-			}
-			cert, err = signClient(ca, o.Name, o.Days, key, now)
-		}
-		if err != nil {
-			return err
-		}
-		write := func(replace bool) error {
-			if key == nil {
-				w := WriteNew
-				if replace {
-					w = Replace
-				}
-				return w(certPath, EncodeCerts(cert), CertMode, o.Owner)
-			}
-			if replace {
-				return replacePair(certPath, keyPath, EncodeCerts(cert), key, o.Owner)
-			}
-			return writePair(certPath, keyPath, EncodeCerts(cert), key, o.Owner)
-		}
-		rec := NewRecord(o.Name, KindClient, cert, certPath, now)
-		out = &Issued{Cert: cert, CertPath: certPath, KeyPath: keyPath, Renewed: kind != pairNone}
-		if key == nil {
-			out.KeyPath = ""
-		}
-		if kind == pairNone {
-			// New pair first, then the record; if recording fails (a full
-			// disk), the new files go again: nothing changed.
-			if err := write(false); err != nil {
-				return err
-			}
-			if err := addRecords(o.Layout, rec); err != nil {
-				os.Remove(certPath)
-				os.Remove(keyPath)
-				return fmt.Errorf("recording the certificate failed, so it was not issued: %w", err)
-			}
-			return nil
-		}
-		// Renewal: the record first (if that fails, the old pair stays in
-		// use untouched), then the pair replaced atomically.
-		if err := addRecords(o.Layout, rec); err != nil {
-			return fmt.Errorf("recording the certificate failed, so nothing was renewed: %w", err)
-		}
-		return write(true)
+		var err error
+		out, err = o.issueLocked(csr, csrDNS, now)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// issueLocked does IssueClient's work under the store lock: it loads the
+// CA, checks what exists under the name, signs, writes and records.
+func (o *IssueOptions) issueLocked(csr *x509.CertificateRequest, csrDNS []string, now time.Time) (*Issued, error) {
+	ca, err := o.loadCA(now)
+	if err != nil {
+		return nil, err
+	}
+	p := clientPair{certPath: o.CertIn(o.OutDir, o.Name), keyPath: o.KeyIn(o.OutDir, o.Name), owner: o.Owner}
+	kind, err := o.existing(p, csr != nil)
+	if err != nil {
+		return nil, err
+	}
+	if p.key, p.cert, err = o.sign(ca, csr, csrDNS, now); err != nil {
+		return nil, err
+	}
+	rec := NewRecord(o.Name, KindClient, p.cert, p.certPath, now)
+	out := &Issued{Cert: p.cert, CertPath: p.certPath, KeyPath: p.keyPath, Renewed: kind != pairNone}
+	if p.key == nil {
+		out.KeyPath = ""
+	}
+	if kind == pairNone {
+		err = p.create(o.Layout, rec)
+	} else {
+		err = p.renew(o.Layout, rec)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// loadCA loads the cluster CA with its key and checks that the lifetime
+// asked for does not outlast it.
+func (o *IssueOptions) loadCA(now time.Time) (*Authority, error) {
+	haveKey, err := exists(o.CAKey())
+	if err != nil {
+		return nil, needsRoot(err)
+	}
+	if !haveKey {
+		return nil, ErrNoCAKey
+	}
+	ca, err := LoadAuthority(o.CAStateCert(), o.CAKey())
+	if err != nil {
+		return nil, needsRoot(err)
+	}
+	if err := checkDays(ca.Cert, o.Days, now); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// existing says what is already on disk under the name, and refuses to
+// replace it without Renew, or a key that a signed request would not match.
+func (o *IssueOptions) existing(p clientPair, fromCSR bool) (pairKind, error) {
+	kind, err := pairState(p.certPath, p.keyPath)
+	if err != nil {
+		return kind, err
+	}
+	if fromCSR && (kind == pairBoth || kind == pairKeyOnly) {
+		return kind, fmt.Errorf("%q exists, and a certificate signed from a request would not match it: move it away, or write the certificate elsewhere", p.keyPath)
+	}
+	if kind != pairNone && !o.Renew {
+		return kind, fmt.Errorf("a certificate or key named %q already exists in %q; use --renew to replace it", o.Name, o.OutDir)
+	}
+	return kind, nil
+}
+
+// sign signs the request's key, or a key made here (returned; nil for a
+// request), into a client certificate.
+func (o *IssueOptions) sign(ca *Authority, csr *x509.CertificateRequest, csrDNS []string, now time.Time) (crypto.Signer, *x509.Certificate, error) {
+	if csr != nil {
+		cert, err := signRequest(ca, o.Name, o.Days, csr.PublicKey, csrDNS, now)
+		return nil, cert, err
+	}
+	key, err := o.KeyType.Generate()
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := signClient(ca, o.Name, o.Days, key, now)
+	return key, cert, err
+}
+
+// clientPair is an issued client certificate and where it goes; key is nil
+// when it was signed from a request, and then only the certificate is
+// written.
+type clientPair struct {
+	certPath, keyPath string
+	cert              *x509.Certificate
+	key               crypto.Signer
+	owner             *Owner
+}
+
+// write writes the pair: as new files, or replacing the old ones atomically.
+func (p clientPair) write(replace bool) error {
+	if p.key == nil {
+		w := WriteNew
+		if replace {
+			w = Replace
+		}
+		return w(p.certPath, EncodeCerts(p.cert), CertMode, p.owner)
+	}
+	if replace {
+		return replacePair(p.certPath, p.keyPath, EncodeCerts(p.cert), p.key, p.owner)
+	}
+	return writePair(p.certPath, p.keyPath, EncodeCerts(p.cert), p.key, p.owner)
+}
+
+// create writes a new pair first, then the record; if recording fails (a
+// full disk), the new files go again: nothing changed.
+func (p clientPair) create(l Layout, rec Record) error {
+	if err := p.write(false); err != nil {
+		return err
+	}
+	if err := addRecords(l, rec); err != nil {
+		os.Remove(p.certPath)
+		os.Remove(p.keyPath)
+		return fmt.Errorf("recording the certificate failed, so it was not issued: %w", err)
+	}
+	return nil
+}
+
+// renew writes the record first (if that fails, the old pair stays in use
+// untouched), then replaces the pair atomically.
+func (p clientPair) renew(l Layout, rec Record) error {
+	if err := addRecords(l, rec); err != nil {
+		return fmt.Errorf("recording the certificate failed, so nothing was renewed: %w", err)
+	}
+	return p.write(true)
 }
 
 // check validates the options that need no file: the name, the lifetime

@@ -45,7 +45,7 @@ var serialHex = regexp.MustCompile(`^([0-9A-F]{2})+$`)
 // serial not written as SerialHex writes it is an error: the caller keeps
 // what it had.
 func ReadRevocationRecord(path string) (*RevocationRecord, error) {
-	data, err := os.ReadFile(path)
+	data, err := readNoFollow(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading the revocation record: %w", err)
 	}
@@ -54,8 +54,8 @@ func ReadRevocationRecord(path string) (*RevocationRecord, error) {
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, fmt.Errorf("reading the revocation record %q: %w", path, err)
 	}
-	if rec.Number < 1 {
-		return nil, fmt.Errorf("revocation record %q: number %d is not positive", path, rec.Number)
+	if rec.Number < 1 || rec.Number > maxRecordNumber {
+		return nil, fmt.Errorf("revocation record %q: number %d is out of range (1 to %d); it was not written by revoke", path, rec.Number, int64(maxRecordNumber))
 	}
 	for _, e := range rec.Revoked {
 		if !serialHex.MatchString(e.Serial) {
@@ -91,6 +91,11 @@ func serialOf(n *big.Int) string {
 	}
 	return s
 }
+
+// maxRecordNumber bounds a record's number far below the int64 limit, so
+// that the next number always fits and grows (a forged record with a
+// huge number would otherwise make every later revocation look older).
+const maxRecordNumber = 1 << 62
 
 // nextRevocationRecord builds the record that follows old (nil: none yet)
 // from the inventory: every revoked certificate not expired at now, and

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -61,6 +60,27 @@ type Revoked struct {
 // or nothing: if any file cannot be written, none changes. Revoking twice
 // is harmless.
 func Revoke(o RevokeOptions) (*Revoked, error) {
+	serial, err := o.check()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if o.Now != nil {
+		now = o.Now()
+	}
+	out := &Revoked{RecordPath: o.RevocationRecord()}
+	err = withLock(o.Layout, func() error {
+		return out.revokeLocked(o, serial, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// check insists on exactly one of Name, Serial and CertFile, and returns
+// Serial in its normal form.
+func (o RevokeOptions) check() (string, error) {
 	given := 0
 	for _, s := range []string{o.Name, o.Serial, o.CertFile} {
 		if s != "" {
@@ -68,77 +88,84 @@ func Revoke(o RevokeOptions) (*Revoked, error) {
 		}
 	}
 	if given != 1 {
-		return nil, errors.New("give one of --name, --serial or --cert")
+		return "", errors.New("give one of --name, --serial or --cert")
 	}
-	var serial string
-	if o.Serial != "" {
-		var err error
-		if serial, err = NormalizeSerial(o.Serial); err != nil {
-			return nil, err
-		}
+	if o.Serial == "" {
+		return "", nil
 	}
-	now := time.Now()
-	if o.Now != nil {
-		now = o.Now()
-	}
-	out := &Revoked{RecordPath: o.RevocationRecord()}
-	err := withLock(o.Layout, func() error {
-		root, ca, err := clusterCA(o.Layout)
-		if err != nil {
-			return err
-		}
-		inv, err := ReadInventory(o.Layout)
-		if err != nil {
-			return err
-		}
-		var match func(r Record) bool
-		switch {
-		case o.Name != "":
-			match = func(r Record) bool { return r.Kind == KindClient && r.Name == o.Name }
-		case serial != "":
-			match = func(r Record) bool { return r.Kind == KindClient && r.Serial == serial }
-		default:
-			cert, err := certSignedBy(o.CertFile, root)
-			if err != nil {
-				return err
-			}
-			serial = SerialHex(cert)
-			match = func(r Record) bool { return r.Kind != KindRoot && r.Kind != KindIntermediate && r.Serial == serial }
-			if !slices.ContainsFunc(inv, match) {
-				rec := NewRecord(recordName(cert, o.CertFile), KindClient, cert, o.CertFile, now)
-				rec.Adopted = true
-				inv = append(inv, rec)
-			}
-		}
-		found := false
-		for i := range inv {
-			r := &inv[i]
-			if !match(*r) {
-				continue
-			}
-			found = true
-			if r.RevokedAt != nil {
-				out.Already = append(out.Already, *r)
-				continue
-			}
-			t := now.UTC()
-			r.RevokedAt = &t
-			out.Records = append(out.Records, *r)
-		}
-		switch {
-		case !found && o.Name != "":
-			return fmt.Errorf("no client certificate named %q is recorded here; see 'pgbapi-proxy list' (a certificate the cluster CA signed elsewhere: revoke --cert FILE)", o.Name)
-		case !found:
-			return fmt.Errorf("no client certificate with serial %s is recorded here; see 'pgbapi-proxy list --all' (a certificate the cluster CA signed elsewhere: revoke --cert FILE)", serial)
-		}
-		number, err := out.write(o.Layout, inv, root, ca, now)
-		out.Number = number
-		return err
-	})
+	return NormalizeSerial(o.Serial)
+}
+
+// revokeLocked does Revoke's work under the store lock: it marks the
+// matching records revoked and writes every file.
+func (out *Revoked) revokeLocked(o RevokeOptions, serial string, now time.Time) error {
+	root, ca, err := clusterCA(o.Layout)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return out, nil
+	inv, err := ReadInventory(o.Layout)
+	if err != nil {
+		return err
+	}
+	match, inv, err := o.matcher(inv, root, serial, now)
+	if err != nil {
+		return err
+	}
+	found := out.mark(inv, match, now)
+	switch {
+	case !found && o.Name != "":
+		return fmt.Errorf("no client certificate named %q is recorded here; see 'pgbapi-proxy list' (a certificate the cluster CA signed elsewhere: revoke --cert FILE)", o.Name)
+	case !found:
+		return fmt.Errorf("no client certificate with serial %s is recorded here; see 'pgbapi-proxy list --all' (a certificate the cluster CA signed elsewhere: revoke --cert FILE)", serial)
+	}
+	number, err := out.write(o.Layout, inv, root, ca, now)
+	out.Number = number
+	return err
+}
+
+// matcher returns which records to revoke. For CertFile it adds the
+// certificate to the inventory (adopted) when it is not recorded, so that
+// one always matches.
+func (o RevokeOptions) matcher(inv []Record, root *x509.Certificate, serial string, now time.Time) (func(Record) bool, []Record, error) {
+	switch {
+	case o.Name != "":
+		return func(r Record) bool { return r.Kind == KindClient && r.Name == o.Name }, inv, nil
+	case serial != "":
+		return func(r Record) bool { return r.Kind == KindClient && r.Serial == serial }, inv, nil
+	}
+	cert, err := certSignedBy(o.CertFile, root)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := SerialHex(cert)
+	match := func(r Record) bool { return r.Kind != KindRoot && r.Kind != KindIntermediate && r.Serial == s }
+	if !slices.ContainsFunc(inv, match) {
+		rec := NewRecord(recordName(cert, o.CertFile), KindClient, cert, o.CertFile, now)
+		rec.Adopted = true
+		inv = append(inv, rec)
+	}
+	return match, inv, nil
+}
+
+// mark marks the matching records revoked now, noting in out which were
+// newly revoked and which already were. It says whether any matched.
+func (out *Revoked) mark(inv []Record, match func(Record) bool, now time.Time) bool {
+	found := false
+	for i := range inv {
+		r := &inv[i]
+		if !match(*r) {
+			continue
+		}
+		found = true
+		if r.RevokedAt != nil {
+			out.Already = append(out.Already, *r)
+			continue
+		}
+		t := now.UTC()
+		r.RevokedAt = &t
+		out.Records = append(out.Records, *r)
+	}
+	return found
 }
 
 // write stages the inventory, the revocation record and (with the CA key)
@@ -149,8 +176,13 @@ func (out *Revoked) write(l Layout, inv []Record, root *x509.Certificate, ca *Au
 		return 0, err
 	}
 	rec := nextRevocationRecord(old, inv, now)
-	if n := lastCRLNumber(l); n >= rec.Number {
+	if n := lastCRLNumber(l); n >= rec.Number && n < maxRecordNumber {
 		rec.Number = n + 1
+	} else if n >= maxRecordNumber {
+		return 0, fmt.Errorf("the CRL %s has number %d, beyond what revoke writes: it was not written by revoke; move it away and revoke again", l.CRL(), n)
+	}
+	if old != nil && rec.Number <= old.Number {
+		return 0, fmt.Errorf("the revocation record's number would not grow (%d after %d); move %s away and revoke again", rec.Number, old.Number, l.RevocationRecord())
 	}
 	recJSON, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
@@ -334,7 +366,7 @@ func lastCRLNumber(l Layout) int64 {
 
 // CRLNumber reads the CRL Number of a PEM CRL (not its signature).
 func CRLNumber(path string) (int64, error) {
-	data, err := os.ReadFile(path)
+	data, err := readNoFollow(path)
 	if err != nil {
 		return 0, err
 	}
@@ -355,7 +387,7 @@ func CRLNumber(path string) (int64, error) {
 // LoadCRL reads a PEM CRL and checks that root signed it. It returns the
 // revoked serials, as SerialHex prints them.
 func LoadCRL(path string, root *x509.Certificate) (map[string]bool, error) {
-	data, err := os.ReadFile(path)
+	data, err := readNoFollow(path)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"crypto"
+	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
@@ -72,7 +73,9 @@ func TestServedCertIsExportedKeepingTheOldPair(t *testing.T) {
 	assert.False(t, copied, "a pair in place already is left as it is")
 }
 
-func signedPair(t *testing.T, l Layout) (certPEM, keyPEM []byte) {
+// renewedChain signs a one-hour server certificate for a new key with the
+// intermediate in l, as the proxy renews one.
+func renewedChain(t *testing.T, l Layout) ([]*x509.Certificate, crypto.Signer) {
 	t.Helper()
 	signer, err := LoadServerSigner(l)
 	require.NoError(t, err)
@@ -80,7 +83,13 @@ func signedPair(t *testing.T, l Layout) (certPEM, keyPEM []byte) {
 	require.NoError(t, err)
 	chain, err := signer.Sign(key.Public(), time.Hour, time.Now())
 	require.NoError(t, err)
-	keyPEM, err = EncodeKey(key)
+	return chain, key
+}
+
+func signedPair(t *testing.T, l Layout) (certPEM, keyPEM []byte) {
+	t.Helper()
+	chain, key := renewedChain(t, l)
+	keyPEM, err := EncodeKey(key)
 	require.NoError(t, err)
 	return EncodeCerts(chain...), keyPEM
 }

@@ -3,7 +3,10 @@
 // the revocation record that revoke writes on every host), and the access
 // rules. It is the one place that reads them for serve.
 //
-// It fails closed. At start, a broken input is an error. Later, an input
+// It fails closed. At start, a broken input is an error. Root's
+// inventory's revocations count too, so that a CRL or record deleted or
+// rolled back while the proxy was stopped un-revokes nothing the
+// inventory lists. Later, an input
 // that goes missing, cannot be read, does not verify or is older than
 // one already seen (a lower CRL or record number) never widens access:
 // its last good state stays in force, and Load says so in its error.
@@ -21,6 +24,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
 	"github.com/pgbapi/pgbapi-proxy/proxy"
@@ -56,11 +61,15 @@ type Loader struct {
 	o  Options
 	mu sync.Mutex
 	// last good state of each input; nil before the first Load
-	root    *x509.Certificate
-	crl     *crlState
-	record  *recordState
-	rules   *proxy.Rules
-	started bool
+	root   *x509.Certificate
+	crl    *crlState
+	record *recordState
+	rules  *proxy.Rules
+	// inventory is what root's inventory says is revoked: a CRL or
+	// record that goes missing or is rolled back between two starts
+	// still un-revokes nothing it lists.
+	inventory map[string]bool
+	started   bool
 	// seen is what the inputs looked like when the last Load began:
 	// Watch loads again when they look different.
 	seen string
@@ -94,7 +103,7 @@ func (l *Loader) Load() (*proxy.Trust, error) {
 	first := !l.started
 	l.seen = l.stamps()
 	var errs []error
-	for _, step := range []func(bool) error{l.loadRoot, l.loadCRL, l.loadRecord, l.loadRules} {
+	for _, step := range []func(bool) error{l.loadRoot, l.loadCRL, l.loadRecord, l.loadInventory, l.loadRules} {
 		if err := step(first); err != nil {
 			if first {
 				return nil, err
@@ -109,7 +118,7 @@ func (l *Loader) Load() (*proxy.Trust, error) {
 // trust assembles the snapshot from the last good state of each input.
 func (l *Loader) trust() *proxy.Trust {
 	revoked := map[string]bool{}
-	for _, set := range []map[string]bool{l.crlRevoked(), l.recordRevoked()} {
+	for _, set := range []map[string]bool{l.crlRevoked(), l.recordRevoked(), l.inventory} {
 		for s := range set {
 			revoked[s] = true
 		}
@@ -156,6 +165,9 @@ func notWritableByOthers(path string) error {
 	}
 	if info.Mode().Perm()&0o022 != 0 {
 		return fmt.Errorf("%s may be written by group or others (mode %04o), so it is not trusted; run: chmod go-w %s", path, info.Mode().Perm(), path)
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s belongs to uid %d, neither root nor this process, so it is not trusted; run: chown root %s", path, st.Uid, path)
 	}
 	return nil
 }
@@ -256,6 +268,44 @@ func (l *Loader) loadRecord(first bool) error {
 	return nil
 }
 
+// loadInventory reads the revoked certificates of root's inventory (not
+// yet expired). A missing inventory at start revokes nothing; later, a
+// missing or broken one keeps the last good list.
+func (l *Loader) loadInventory(first bool) error {
+	path := l.o.Layout.Inventory()
+	if err := notWritableByOthers(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if l.inventory != nil {
+				return fmt.Errorf("the inventory %s is gone; the revocations it listed stay in force", path)
+			}
+			return nil
+		}
+		if first {
+			return fmt.Errorf("the inventory: %w", err)
+		}
+		return fmt.Errorf("the inventory: %w; the revocations it listed stay in force", err)
+	}
+	recs, err := pki.ReadInventory(l.o.Layout)
+	if err != nil {
+		if first {
+			return err
+		}
+		return fmt.Errorf("%w; the revocations it listed stay in force", err)
+	}
+	revoked := map[string]bool{}
+	now := time.Now()
+	for _, r := range recs {
+		if r.RevokedAt != nil && now.Before(r.NotAfter) {
+			revoked[r.Serial] = true
+		}
+	}
+	for s := range l.inventory {
+		revoked[s] = true // a restored older inventory un-revokes nothing
+	}
+	l.inventory = revoked
+	return nil
+}
+
 // loadRules reads the access rules. A file the operator named must exist
 // at start; a file that existed and goes missing or breaks later keeps
 // the last good rules.
@@ -296,7 +346,7 @@ func LoadRules(path string) (*proxy.Rules, error) {
 
 // files are the inputs Watch looks at.
 func (l *Loader) files() []string {
-	fs := []string{l.o.Layout.RootCert(), l.o.Layout.CRL(), l.o.Layout.RevocationRecord()}
+	fs := []string{l.o.Layout.RootCert(), l.o.Layout.CRL(), l.o.Layout.RevocationRecord(), l.o.Layout.Inventory()}
 	if l.o.AccessFile != "" {
 		fs = append(fs, l.o.AccessFile)
 	}

@@ -203,3 +203,25 @@ func TestWatchPublishesChanges(t *testing.T) {
 		t.Fatal("no change published")
 	}
 }
+
+// What root's inventory says is revoked stays revoked when the CRL and
+// the record are deleted or rolled back while the proxy is stopped.
+func TestInventoryRevocationsSurviveARestart(t *testing.T) {
+	f := newFixture(t)
+	pem := f.ca.Client(t, "pem")
+	serial := pki.SerialHex(pem.Leaf)
+	inv := `{"version":1,"certificates":[{"name":"pem","kind":"client","serial":"` + serial +
+		`","not_after":"` + pem.Leaf.NotAfter.UTC().Format(time.RFC3339) + `","revoked_at":"` + time.Now().UTC().Format(time.RFC3339) + `"}]}`
+	f.write(t, f.layout.Inventory(), []byte(inv))
+	trust, err := f.loader(t, false).Load() // no CRL, no record: a fresh start
+	require.NoError(t, err)
+	assert.True(t, trust.IsRevoked(serial))
+
+	// A trust input owned by another account is not trusted.
+	if os.Geteuid() == 0 {
+		require.NoError(t, os.Chown(f.layout.Inventory(), 65534, 65534))
+		_, err := f.loader(t, false).Load()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "neither root nor this process")
+	}
+}

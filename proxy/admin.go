@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
@@ -34,6 +35,11 @@ func (s *Server) adminHandler() http.Handler {
 		r.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
 	}
+	r.HandleFunc("/settings", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, Settings{
+			Listen: s.mainL.Addr().String(), Upstream: s.cfg.Upstream.String(), MaxInflight: s.cfg.MaxInflight,
+		})
+	}).Methods(http.MethodGet)
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "alive")
@@ -127,23 +133,43 @@ func (r *readiness) ask(ctx context.Context) Readiness {
 	return Readiness{Ready: true}
 }
 
-// CheckReady asks a running proxy's admin listener whether it is ready.
-func CheckReady(ctx context.Context, adminAddr string, timeout time.Duration) (Readiness, error) {
+// Settings are what a running proxy was started with, as /settings on the
+// admin listener says: doctor checks those rather than defaults.
+type Settings struct {
+	Listen      string `json:"listen"`
+	Upstream    string `json:"upstream"`
+	MaxInflight int    `json:"upstream_max_inflight"`
+}
+
+// FetchSettings asks a running proxy's admin listener for its settings.
+func FetchSettings(ctx context.Context, adminAddr string, timeout time.Duration) (Settings, error) {
+	var st Settings
+	err := adminGet(ctx, adminAddr, "/settings", timeout, &st)
+	return st, err
+}
+
+// adminGet decodes the JSON answer of GET path on the admin listener.
+func adminGet(ctx context.Context, adminAddr, path string, timeout time.Duration, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+path, nil)
 	if err != nil {
-		return Readiness{}, fmt.Errorf("admin address %q: %w", adminAddr, err)
+		return fmt.Errorf("admin address %q: %w", adminAddr, err)
 	}
-	client := &http.Client{Transport: newTransport(timeout)}
-	resp, err := client.Do(req)
+	resp, err := (&http.Client{Transport: newTransport(timeout)}).Do(req)
 	if err != nil {
-		return Readiness{}, fmt.Errorf("the proxy does not answer on %s (is pgbapi-proxy serve running?): %w", adminAddr, err)
+		return fmt.Errorf("the proxy does not answer on %s (is pgbapi-proxy serve running?): %w", adminAddr, err)
 	}
 	defer resp.Body.Close()
-	var ready Readiness
-	if err := json.NewDecoder(resp.Body).Decode(&ready); err != nil {
-		return Readiness{}, fmt.Errorf("unexpected answer from %s/readyz (%s): %w", adminAddr, resp.Status, err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v); err != nil {
+		return fmt.Errorf("unexpected answer from %s%s (%s): %w", adminAddr, path, resp.Status, err)
 	}
-	return ready, nil
+	return nil
+}
+
+// CheckReady asks a running proxy's admin listener whether it is ready.
+func CheckReady(ctx context.Context, adminAddr string, timeout time.Duration) (Readiness, error) {
+	var ready Readiness
+	err := adminGet(ctx, adminAddr, "/readyz", timeout, &ready)
+	return ready, err
 }

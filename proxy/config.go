@@ -47,8 +47,13 @@ type Config struct {
 	IdleTimeout       time.Duration
 	HandshakeTimeout  time.Duration
 	MaxHeaderBytes    int
-	BodyTimeout       time.Duration // to receive a whole request body
-	MaxBodyBytes      int64         // largest request body forwarded
+	// MaxConns bounds the client connections open at once, and
+	// MaxPendingHandshakes those still shaking hands; one more is
+	// closed at once. Each costs about 45 kB when idle.
+	MaxConns             int
+	MaxPendingHandshakes int
+	BodyTimeout          time.Duration // to receive a whole request body
+	MaxBodyBytes         int64         // largest request body forwarded
 
 	// TicketKeyRotation is how often the TLS session ticket key changes;
 	// a new trust snapshot always brings a new key.
@@ -84,6 +89,8 @@ const (
 	// /diagnose is tens of KB; a larger answer streams, holding its slot.
 	DefaultMaxAnswerBytes       = 4 << 20
 	DefaultMaxInflight          = 1
+	DefaultMaxConns             = 4096
+	DefaultMaxPendingHandshakes = 256
 	DefaultTicketKeyRotation    = 24 * time.Hour
 	DefaultHandshakeLogInterval = 10 * time.Second
 	// readyMargin is how long the served certificate must still be valid
@@ -105,6 +112,8 @@ func (c *Config) setDefaults() {
 	orDefault(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	orDefault(&c.TicketKeyRotation, DefaultTicketKeyRotation)
 	orDefault(&c.HandshakeLogInterval, DefaultHandshakeLogInterval)
+	orDefault(&c.MaxConns, DefaultMaxConns)
+	orDefault(&c.MaxPendingHandshakes, DefaultMaxPendingHandshakes)
 	orDefault(&c.Logger, slog.Default())
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
@@ -141,6 +150,8 @@ func (c *Config) Validate() error {
 		return &FieldError{"MaxInflight", "must be 0 (no limit) or more"}
 	case c.MaxBodyBytes < 0:
 		return &FieldError{"MaxBodyBytes", "must not be negative"}
+	case c.MaxConns < 0 || c.MaxPendingHandshakes < 0:
+		return &FieldError{"MaxConns", "must not be negative"}
 	}
 	for _, d := range []struct {
 		field string

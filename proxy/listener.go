@@ -15,6 +15,10 @@ import (
 	"time"
 )
 
+// errOverload is a connection closed because too many are open or
+// shaking hands already.
+var errOverload = errors.New("too many connections or handshakes in progress")
+
 var (
 	errAddrInUse = syscall.EADDRINUSE
 	errAccess    = syscall.EACCES
@@ -29,6 +33,11 @@ type tlsListener struct {
 	config  *tls.Config
 	timeout time.Duration
 	onFail  func(reason string, remote net.Addr, err error)
+	// pending bounds the handshakes in progress; full reports whether
+	// the server holds as many connections as it may. A connection past
+	// either is closed at once (counted as "overload").
+	pending chan struct{}
+	full    func() bool
 
 	conns chan net.Conn
 	errs  chan error
@@ -36,9 +45,9 @@ type tlsListener struct {
 	once  sync.Once
 }
 
-func newTLSListener(inner net.Listener, config *tls.Config, timeout time.Duration, onFail func(string, net.Addr, error)) *tlsListener {
+func newTLSListener(inner net.Listener, config *tls.Config, timeout time.Duration, maxPending int, full func() bool, onFail func(string, net.Addr, error)) *tlsListener {
 	l := &tlsListener{
-		inner: inner, config: config, timeout: timeout, onFail: onFail,
+		inner: inner, config: config, timeout: timeout, onFail: onFail, pending: make(chan struct{}, maxPending), full: full,
 		conns: make(chan net.Conn), errs: make(chan error, 1), done: make(chan struct{}),
 	}
 	go l.acceptLoop()
@@ -68,7 +77,21 @@ func (l *tlsListener) acceptLoop() {
 			return
 		}
 		backoff = 0
-		go l.handshake(c)
+		if l.full() {
+			l.onFail("overload", c.RemoteAddr(), errOverload)
+			c.Close()
+			continue
+		}
+		select {
+		case l.pending <- struct{}{}:
+			go func() {
+				defer func() { <-l.pending }()
+				l.handshake(c)
+			}()
+		default:
+			l.onFail("overload", c.RemoteAddr(), errOverload)
+			c.Close()
+		}
 	}
 }
 

@@ -28,6 +28,17 @@ type Server struct {
 	adminL       net.Listener
 	log          *slog.Logger
 	rotationDone chan struct{}
+	conns        atomic.Int64 // client connections the HTTP server holds
+}
+
+// countConns keeps the number of open client connections.
+func (s *Server) countConns(_ net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		s.conns.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		s.conns.Add(-1)
+	}
 }
 
 // New sets the proxy up on the listeners in cfg, serving trust and the
@@ -54,7 +65,8 @@ func New(cfg Config, trust *Trust, certs CertSource) (*Server, error) {
 	s.refusals = newRefusalLog(s.log, cfg.HandshakeLogInterval)
 	s.handler = newHandler(&s.cfg, s.metrics, s.current.Load)
 	s.ready = newReadiness(cfg.Upstream, s.handler.limit)
-	s.mainL = newTLSListener(cfg.Listener, s.listenerConfig(), cfg.HandshakeTimeout, s.handshakeFailed)
+	s.mainL = newTLSListener(cfg.Listener, s.listenerConfig(), cfg.HandshakeTimeout, cfg.MaxPendingHandshakes,
+		func() bool { return s.conns.Load() >= int64(cfg.MaxConns) }, s.handshakeFailed)
 	s.adminL = cfg.AdminListener
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.main = &http.Server{
@@ -64,6 +76,7 @@ func New(cfg Config, trust *Trust, certs CertSource) (*Server, error) {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          errLog,
 		ConnContext:       withIdentity,
+		ConnState:         s.countConns,
 	}
 	s.admin = &http.Server{
 		Handler:           s.adminHandler(),

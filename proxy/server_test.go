@@ -405,3 +405,54 @@ func TestProtocolDetails(t *testing.T) {
 		assert.Equal(t, "https://"+h2.addr+"/status", resp.Header.Get("Location"))
 	})
 }
+
+// Connections and handshakes in progress are bounded: past the bound a
+// connection is closed at once and counted, and once the crowd leaves a
+// client is served again.
+func TestConnectionsAreBounded(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *Trust) {
+		c.MaxPendingHandshakes = 4
+		c.MaxConns = 3
+	})
+	var stalled []net.Conn
+	for range 12 { // half a ClientHello each, then nothing
+		c, err := net.Dial("tcp", h.addr)
+		require.NoError(t, err)
+		c.Write([]byte{0x16, 0x03, 0x01}) //nolint:errcheck // a stall
+		stalled = append(stalled, c)
+	}
+	require.Eventually(t, func() bool {
+		return h.hasMetric(t, `pgbapi_proxy_tls_handshake_failures_total{reason="overload"} 8`)
+	}, 5*time.Second, 20*time.Millisecond, "8 of 12 refused at once")
+	for _, c := range stalled {
+		c.Close()
+	}
+	pem := h.ca.Client(t, "pem")
+	var clients []*http.Client
+	for range 3 {
+		c := h.client(&pem)
+		require.Eventually(t, func() bool {
+			resp, err := c.Get(h.url("/status"))
+			if err != nil {
+				return false
+			}
+			io.Copy(io.Discard, resp.Body) //nolint:errcheck // drained: the connection stays open
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		}, 5*time.Second, 50*time.Millisecond)
+		clients = append(clients, c) // each keeps its connection open
+	}
+	_, err := h.client(&pem).Get(h.url("/status"))
+	assert.Error(t, err, "a fourth connection is closed (open: %d)", h.srv.conns.Load())
+	for _, c := range clients {
+		c.CloseIdleConnections()
+	}
+	require.Eventually(t, func() bool {
+		resp, err := h.client(&pem).Get(h.url("/status"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	}, 5*time.Second, 50*time.Millisecond, "served again once they left")
+}

@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +32,7 @@ var (
 	_ proxy.Reloader   = (*Static)(nil)
 	_ proxy.CertSource = (*Managed)(nil)
 	_ proxy.Stopper    = (*Managed)(nil)
+	_ proxy.Reloader   = (*Managed)(nil)
 )
 
 // MinLifetime is the shortest server certificate lifetime: enough for a
@@ -133,72 +136,126 @@ func (s *Static) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) 
 func (s *Static) Leaf() (*x509.Certificate, error) { return s.cert.Load().Leaf, nil }
 
 // Managed has certmagic obtain and renew the server certificate from
-// the intermediate (through intermediateIssuer), keep it in the state
-// directory, and copy each new one to pg-backup-api.crt/.key.
+// the intermediate (through intermediateIssuer), keep it in the service's
+// store, and hand each new one on (see pki.StoreServedCert). Reload picks
+// up a new intermediate or new names that init recorded (SIGHUP): the
+// certificate for them is obtained before it replaces the served one.
 type Managed struct {
-	cache    *certmagic.Cache
-	magic    *certmagic.Config
-	subject  string
+	o        Options
 	renewals *prometheus.CounterVec
+	mu       sync.Mutex // one Reload at a time
+	cur      atomic.Pointer[renewer]
+}
+
+// renewer is certmagic set up for one signer (intermediate and names).
+type renewer struct {
+	cache   *certmagic.Cache
+	magic   *certmagic.Config
+	subject string
+	signer  string // what the signer signs with and for, to see a change
 }
 
 // newManaged obtains a certificate if none is stored yet; renewals then
 // happen in the background at a third of the lifetime left.
 func newManaged(ctx context.Context, o Options, signer *pki.ServerSigner) (*Managed, error) {
-	l, lifetime, log := o.Layout, o.Lifetime, o.Log
+	m := &Managed{o: o, renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pgbapi_proxy_server_cert_renewals_total",
+		Help: "Server certificates obtained from the intermediate, by result (ok, failed).",
+	}, []string{"result"})}
+	if err := o.Registerer.Register(m.renewals); err != nil {
+		return nil, fmt.Errorf("registering the renewal metric: %w", err)
+	}
+	m.renewals.WithLabelValues("ok")
+	m.renewals.WithLabelValues("failed")
+	r, err := m.start(ctx, signer)
+	if err != nil {
+		return nil, err
+	}
+	m.cur.Store(r)
+	return m, nil
+}
+
+// start sets certmagic up for signer and has it obtain (or adopt) the
+// certificate.
+func (m *Managed) start(ctx context.Context, signer *pki.ServerSigner) (*renewer, error) {
+	l, lifetime, log := m.o.Layout, m.o.Lifetime, m.o.Log
 	meta, err := pki.ReadMeta(l)
 	if err != nil {
 		return nil, err
 	}
-	mc := &Managed{subject: primaryName(signer), renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pgbapi_proxy_server_cert_renewals_total",
-		Help: "Server certificates obtained from the intermediate, by result (ok, failed).",
-	}, []string{"result"})}
-	if err := o.Registerer.Register(mc.renewals); err != nil {
-		return nil, fmt.Errorf("registering the renewal metric: %w", err)
-	}
-	mc.renewals.WithLabelValues("ok")
-	mc.renewals.WithLabelValues("failed")
+	r := &renewer{subject: primaryName(signer), signer: signerID(signer)}
 	zlog := zap.New(newSlogCore(log.With("component", "certmagic")))
-	mc.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return mc.magic, nil },
+	r.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return r.magic, nil },
 		// Check often enough to renew in time even for short test lifetimes.
 		RenewCheckInterval: min(certmagic.DefaultRenewCheckInterval, max(lifetime/12, time.Second)),
 		OCSPCheckInterval:  24 * time.Hour,
 		Logger:             zlog,
 	})
 	issuer := &intermediateIssuer{signer: signer, lifetime: lifetime}
-	mc.magic = certmagic.New(mc.cache, certmagic.Config{
+	r.magic = certmagic.New(r.cache, certmagic.Config{
 		RenewalWindowRatio: 1.0 / 3,
 		Issuers:            []certmagic.Issuer{issuer},
 		KeySource:          certmagic.StandardKeyGenerator{KeyType: magicKeyType(meta.KeyType)},
 		Storage:            &certmagic.FileStorage{Path: filepath.Join(l.ServerStore(), "certmagic")},
 		OCSP:               certmagic.OCSPConfig{DisableStapling: true},
 		DisableARI:         true,
-		DefaultServerName:  mc.subject,
-		FallbackServerName: mc.subject,
+		DefaultServerName:  r.subject,
+		FallbackServerName: r.subject,
 		Logger:             zlog,
 		OnEvent: func(ctx context.Context, event string, data map[string]any) error {
-			mc.onEvent(ctx, l, event, data, log)
+			m.onEvent(ctx, r, event, data)
 			return nil
 		},
 	})
-	if err := mc.adoptInstalled(ctx, l, issuer, log); err != nil {
-		mc.cache.Stop()
+	if err := r.adoptInstalled(ctx, l, issuer, log); err != nil {
+		r.cache.Stop()
 		return nil, err
 	}
-	if err := mc.magic.ManageSync(ctx, []string{mc.subject}); err != nil {
-		mc.cache.Stop()
+	if err := r.magic.ManageSync(ctx, []string{r.subject}); err != nil {
+		r.cache.Stop()
 		return nil, fmt.Errorf("obtaining the server certificate from the intermediate: %w", err)
 	}
-	return mc, nil
+	return r, nil
+}
+
+// signerID names what a signer signs with and for.
+func signerID(s *pki.ServerSigner) string {
+	id := pki.SerialHex(s.Inter.Cert) + " " + strings.Join(s.Hostnames, ",")
+	for _, ip := range s.IPs {
+		id += "," + ip.String()
+	}
+	return id
+}
+
+// Reload loads the signer again (SIGHUP). When init gave it a new
+// intermediate or new names, a certificate for them is obtained and then
+// served; on error the current one stays.
+func (m *Managed) Reload() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	signer, err := pki.LoadServerSigner(m.o.Layout)
+	if err != nil {
+		return fmt.Errorf("the server intermediate: %w", err)
+	}
+	if signerID(signer) == m.cur.Load().signer {
+		return nil
+	}
+	r, err := m.start(context.Background(), signer)
+	if err != nil {
+		return err
+	}
+	old := m.cur.Swap(r)
+	old.cache.Stop()
+	m.o.Log.Info("serving a certificate for the names init recorded", "names", strings.Join(signer.Hostnames, ","), "ips", fmt.Sprint(signer.IPs))
+	return nil
 }
 
 // adoptInstalled hands certmagic the pair init installed in
 // pg-backup-api.crt/.key when its store has none yet and the pair is one
 // the intermediate would issue now, so that init and the first serve do
 // not issue two certificates. certmagic then renews it in time.
-func (mc *Managed) adoptInstalled(ctx context.Context, l pki.Layout, issuer *intermediateIssuer, log *slog.Logger) error {
+func (mc *renewer) adoptInstalled(ctx context.Context, l pki.Layout, issuer *intermediateIssuer, log *slog.Logger) error {
 	key := issuer.IssuerKey()
 	if mc.magic.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(key, mc.subject)) {
 		return nil
@@ -247,13 +304,14 @@ func certNames(c *x509.Certificate) []string {
 // each new one on: into the service's store, and from there to the TPA
 // directory where the service may write it (a packaged service may not:
 // root's sync-server-cert copies it).
-func (mc *Managed) onEvent(ctx context.Context, l pki.Layout, event string, data map[string]any, log *slog.Logger) {
+func (m *Managed) onEvent(ctx context.Context, r *renewer, event string, data map[string]any) {
+	l, log, mc := m.o.Layout, m.o.Log, m
 	renewal, _ := data["renewal"].(bool)
 	switch event {
 	case "cert_obtained":
 		certPath, _ := data["certificate_path"].(string)
 		keyPath, _ := data["private_key_path"].(string)
-		err := mc.store(ctx, l, certPath, keyPath)
+		err := r.store(ctx, l, certPath, keyPath)
 		if err != nil {
 			log.Error("server certificate obtained but not stored", "store", l.ServerStore(), "err", err)
 		}
@@ -268,7 +326,7 @@ func (mc *Managed) onEvent(ctx context.Context, l pki.Layout, event string, data
 
 // store writes the pair certmagic keeps at certPath/keyPath into the
 // service's store.
-func (mc *Managed) store(ctx context.Context, l pki.Layout, certPath, keyPath string) error {
+func (mc *renewer) store(ctx context.Context, l pki.Layout, certPath, keyPath string) error {
 	certPEM, err := mc.magic.Storage.Load(ctx, certPath)
 	if err != nil {
 		return err
@@ -297,12 +355,13 @@ func exportServed(l pki.Layout, log *slog.Logger) {
 }
 
 // GetCertificate serves certmagic's current certificate.
-func (mc *Managed) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return mc.magic.GetCertificate(hello)
+func (m *Managed) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return m.cur.Load().magic.GetCertificate(hello)
 }
 
 // Leaf is the newest certificate certmagic holds for the host.
-func (mc *Managed) Leaf() (*x509.Certificate, error) {
+func (m *Managed) Leaf() (*x509.Certificate, error) {
+	mc := m.cur.Load()
 	var newest *x509.Certificate
 	for _, c := range mc.cache.AllMatchingCertificates(mc.subject) {
 		leaf := c.Leaf
@@ -323,7 +382,7 @@ func (mc *Managed) Leaf() (*x509.Certificate, error) {
 }
 
 // Stop ends the background renewals.
-func (mc *Managed) Stop() { mc.cache.Stop() }
+func (m *Managed) Stop() { m.cur.Load().cache.Stop() }
 
 // intermediateIssuer is the certmagic Issuer that signs with the cluster's
 // server-only intermediate. It never talks to the network.

@@ -109,3 +109,27 @@ func TestOpenRefuses(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "run 'pgbapi-proxy init' first"), err.Error())
 }
+
+// A name init adds later is served after a SIGHUP (Reload): init records
+// it and replaces the intermediate whose constraints left it out; Reload
+// obtains a certificate that covers it before serving it.
+func TestManagedReloadServesANewName(t *testing.T) {
+	l := newPKI(t)
+	src, err := Open(context.Background(), options(l, pki.Days(pki.DefaultServerDays)))
+	require.NoError(t, err)
+	m := src.(*Managed)
+	defer m.Stop()
+	first := serial(t, m)
+	require.NoError(t, m.Reload(), "nothing changed: nothing to do")
+	assert.Equal(t, first, serial(t, m))
+
+	_, err = pki.Init(pki.InitOptions{Layout: l, Cluster: "test", Hostnames: []string{"localhost", "barman2.example.com"}, KeyType: pki.ECDSAP256, ServerDays: 90, ClientDays: 365})
+	require.NoError(t, err)
+	require.NoError(t, m.Reload())
+	leaf, err := m.Leaf()
+	require.NoError(t, err)
+	assert.Contains(t, leaf.DNSNames, "barman2.example.com")
+	got, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "barman2.example.com"})
+	require.NoError(t, err)
+	assert.Contains(t, got.Leaf.DNSNames, "barman2.example.com")
+}

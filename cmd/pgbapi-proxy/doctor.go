@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/doctor"
 	"github.com/pgbapi/pgbapi-proxy/internal/envfile"
+	"github.com/pgbapi/pgbapi-proxy/pki"
 	"github.com/pgbapi/pgbapi-proxy/proxy"
 	"github.com/spf13/pflag"
 )
@@ -38,69 +40,125 @@ var doctorCommand = command{
               refuses; its values are used for flags not given
 Exits 0 when nothing FAILs.`,
 	setup: func(fs *pflag.FlagSet) runFunc {
-		layout := layoutFlags(fs)
-		listen := fs.String("listen", proxy.DefaultListen, "the proxy's TLS address")
-		admin := fs.String("admin-listen", proxy.DefaultAdminListen, "the proxy's admin address")
-		upstream := fs.String("upstream", proxy.DefaultUpstream, "pg-backup-api's address")
-		hosts := fs.StringSlice("hostname", nil, "names clients use for this host, to find on the server certificate (default: host name and FQDN)")
-		svcUser := fs.String("service-user", "pgbapi-proxy", "the service's user, which must read the server key")
-		cert := fs.String("cert", "", "client certificate for the end-to-end check")
-		key := fs.String("key", "", "its key")
-		asJSON := fs.Bool("json", false, "print JSON")
-		settings := fs.String("settings-file", "", "settings file to read flags from (default: the packaged one, if any)")
-		return func(ctx context.Context, sio *stdio, args []string) error {
-			if err := noArgs("doctor", args); err != nil {
-				return err
-			}
-			settingsResults, err := applySettingsFile(fs, *settings)
-			if err != nil {
-				return err
-			}
-			if (*cert == "") != (*key == "") {
-				return usagef("--cert and --key go together")
-			}
-			for flag, addr := range map[string]string{"listen": *listen, "admin-listen": *admin} {
-				if err := checkAddr(flag, addr); err != nil {
-					return err
-				}
-			}
-			up, err := parseUpstream(*upstream) // as serve reads it
-			if err != nil {
-				return err
-			}
-			if len(*hosts) == 0 {
-				short, fqdn, err := machineNames(ctx)
-				if err != nil {
-					return err
-				}
-				*hosts = dedupe([]string{short, fqdn})
-			}
-			results := append(settingsResults, doctor.Run(ctx, doctor.Options{
-				Layout: *layout, Listen: *listen, AdminListen: *admin, Upstream: up,
-				Hostnames: *hosts, ServiceUser: *svcUser, CertFile: *cert, KeyFile: *key,
-			})...)
-			if *asJSON {
-				enc := json.NewEncoder(sio.out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(results); err != nil {
-					return err
-				}
-			} else {
-				tw := tabwriter.NewWriter(sio.out, 0, 4, 2, ' ', 0)
-				for _, r := range results {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Status, r.Area, r.Detail)
-					if r.Fix != "" && r.Status != doctor.OK {
-						fmt.Fprintf(tw, "\t\t  fix: %s\n", r.Fix)
-					}
-				}
-				tw.Flush()
-			}
-			if n := doctor.Failed(results); n > 0 {
-				return fmt.Errorf("doctor found %d problem(s); see the FAIL lines above", n)
-			}
-			return nil
-		}
+		return declareDoctorFlags(fs).run
 	},
+}
+
+// doctorFlags are doctor's flags, and the set they are in: the settings
+// file fills in those not given.
+type doctorFlags struct {
+	fs                      *pflag.FlagSet
+	layout                  *pki.Layout
+	listen, admin, upstream string
+	hosts                   []string
+	svcUser, cert, key      string
+	asJSON                  bool
+	settings                string
+}
+
+func declareDoctorFlags(fs *pflag.FlagSet) *doctorFlags {
+	f := &doctorFlags{fs: fs, layout: layoutFlags(fs)}
+	fs.StringVar(&f.listen, "listen", proxy.DefaultListen, "the proxy's TLS address")
+	fs.StringVar(&f.admin, "admin-listen", proxy.DefaultAdminListen, "the proxy's admin address")
+	fs.StringVar(&f.upstream, "upstream", proxy.DefaultUpstream, "pg-backup-api's address")
+	fs.StringSliceVar(&f.hosts, "hostname", nil, "names clients use for this host, to find on the server certificate (default: host name and FQDN)")
+	fs.StringVar(&f.svcUser, "service-user", "pgbapi-proxy", "the service's user, which must read the server key")
+	fs.StringVar(&f.cert, "cert", "", "client certificate for the end-to-end check")
+	fs.StringVar(&f.key, "key", "", "its key")
+	fs.BoolVar(&f.asJSON, "json", false, "print JSON")
+	fs.StringVar(&f.settings, "settings-file", "", "settings file to read flags from (default: the packaged one, if any)")
+	return f
+}
+
+func (f *doctorFlags) run(ctx context.Context, sio *stdio, args []string) error {
+	if err := noArgs("doctor", args); err != nil {
+		return err
+	}
+	settingsResults, err := applySettingsFile(f.fs, f.settings)
+	if err != nil {
+		return err
+	}
+	settingsResults = append(settingsResults, f.fromRunningProxy(ctx)...)
+	opts, err := f.options(ctx)
+	if err != nil {
+		return err
+	}
+	results := append(settingsResults, doctor.Run(ctx, opts)...)
+	if err := printDoctor(sio, f.asJSON, results); err != nil {
+		return err
+	}
+	if n := doctor.Failed(results); n > 0 {
+		return fmt.Errorf("doctor found %d problem(s); see the FAIL lines above", n)
+	}
+	return nil
+}
+
+// fromRunningProxy takes --listen and --upstream, where neither the
+// command line, the environment nor the settings file gave them, from the
+// running proxy's admin listener: doctor checks what really runs.
+func (f *doctorFlags) fromRunningProxy(ctx context.Context) []doctor.Result {
+	if f.fs.Changed("listen") && f.fs.Changed("upstream") {
+		return nil
+	}
+	st, err := proxy.FetchSettings(ctx, f.admin, 2*time.Second)
+	if err != nil {
+		return nil // the proxy check says it is not running
+	}
+	if !f.fs.Changed("listen") {
+		f.listen = st.Listen
+	}
+	if !f.fs.Changed("upstream") {
+		f.upstream = st.Upstream
+	}
+	return []doctor.Result{{Area: "settings", Status: doctor.OK,
+		Detail: fmt.Sprintf("from the running proxy (admin %s): listens on %s, upstream %s, at most %d at once", f.admin, st.Listen, st.Upstream, st.MaxInflight)}}
+}
+
+// options checks the flags (after the settings file) and turns them into
+// doctor.Options; the host names default to this machine's.
+func (f *doctorFlags) options(ctx context.Context) (doctor.Options, error) {
+	if (f.cert == "") != (f.key == "") {
+		return doctor.Options{}, usagef("--cert and --key go together")
+	}
+	for flag, addr := range map[string]string{"listen": f.listen, "admin-listen": f.admin} {
+		if err := checkAddr(flag, addr); err != nil {
+			return doctor.Options{}, err
+		}
+	}
+	up, err := parseUpstream(f.upstream) // as serve reads it
+	if err != nil {
+		return doctor.Options{}, err
+	}
+	if len(f.hosts) == 0 {
+		short, fqdn, err := machineNames(ctx)
+		if err != nil {
+			return doctor.Options{}, err
+		}
+		f.hosts = dedupe([]string{short, fqdn})
+	}
+	return doctor.Options{
+		Layout: *f.layout, Listen: f.listen, AdminListen: f.admin, Upstream: up,
+		Hostnames: f.hosts, ServiceUser: f.svcUser, CertFile: f.cert, KeyFile: f.key,
+	}, nil
+}
+
+// printDoctor prints the results as JSON, or one line each with the fix
+// under what is not ok.
+func printDoctor(sio *stdio, asJSON bool, results []doctor.Result) error {
+	if asJSON {
+		enc := json.NewEncoder(sio.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(results)
+	}
+	tw := tabwriter.NewWriter(sio.out, 0, 4, 2, ' ', 0)
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Status, r.Area, r.Detail)
+		if r.Fix != "" && r.Status != doctor.OK {
+			fmt.Fprintf(tw, "\t\t  fix: %s\n", r.Fix)
+		}
+	}
+	tw.Flush()
+	return nil
 }
 
 // applySettingsFile sets flags that neither the command line nor the

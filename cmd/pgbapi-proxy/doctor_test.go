@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,12 @@ func TestDoctor(t *testing.T) {
 	r = cli(t, nil, d.flags("doctor", "--listen", p.addr, "--admin-listen", p.admin, "--upstream", upURL, "--hostname", "localhost", "--settings-file", "/dev/null", "--service-user", "")...)
 	requireOK(t, r)
 	assert.Regexp(t, `(?m)^ok\s+end-to-end\s+GET /status through the proxy with a 10-minute certificate`, r.stdout)
+	// Only the admin address: the listen address and the upstream come
+	// from the running proxy, not the defaults (:443, 127.0.0.1:7480).
+	r = cli(t, nil, d.flags("doctor", "--admin-listen", p.admin, "--hostname", "localhost", "--settings-file", "/dev/null", "--service-user", "")...)
+	requireOK(t, r)
+	assert.Regexp(t, `(?m)^ok\s+settings\s+from the running proxy \(admin `+regexp.QuoteMeta(p.admin)+`\): listens on `+regexp.QuoteMeta(p.addr)+`, upstream `+regexp.QuoteMeta(upURL), r.stdout)
+	assert.Regexp(t, `(?m)^ok\s+end-to-end\s+`, r.stdout)
 
 	l := pki.Layout{TPADir: d.tpa, StateDir: d.state}
 	tests := []struct {

@@ -111,7 +111,7 @@ func TestUpstreamRestartDuringLoad(t *testing.T) {
 	stopLoad()
 	assert.Zero(t, other.Load(), "every request got a 200 or a clean 502")
 	assert.Positive(t, badGateway.Load(), "the gap was seen")
-	assert.Greater(t, ok.Load(), int64(100))
+	assert.Greater(t, ok.Load(), int64(50), "the requests the restarted upstream answered came back as 200s")
 }
 
 // Renewal, SIGHUP, a rules change and a revocation (CRL reload), all while

@@ -48,85 +48,129 @@ update-ca-certificates; RHEL: /etc/pki/ca-trust/source/anchors/ and
 update-ca-trust), so that curl on this host needs no --cacert.
 --no-system-trust skips that.`,
 	setup: func(fs *pflag.FlagSet) runFunc {
-		layout := layoutFlags(fs)
-		cluster := fs.String("cluster-name", "", "cluster name; the CA is CN=<cluster>.CA (default: this machine's short host name)")
-		hosts := fs.StringSlice("hostname", nil, "host name for the server certificate; repeat or comma-separate (default: host name, FQDN, localhost)")
-		ips := fs.StringSlice("ip", nil, "IP address for the server certificate; repeat or comma-separate (default: 127.0.0.1)")
-		keyType := fs.String("key-type", string(pki.DefaultKeyType), keyTypeUsage())
-		caCert := fs.String("ca-cert", "", "adopt this existing CA certificate (PEM) instead of creating one")
-		caKey := fs.String("ca-key", "", "the key of --ca-cert (PEM, unencrypted)")
-		serverDays := fs.Int("server-cert-days", pki.DefaultServerDays, "lifetime of the server certificate, in days; the same setting as serve's (PGBAPI_PROXY_SERVER_CERT_DAYS sets both)")
-		deprecatedAlias(fs, "server-days", "server-cert-days")
-		clientDays := fs.Int("client-days", pki.DefaultClientDays, "lifetime of the test client certificate, in days")
-		noTrust := fs.Bool("no-system-trust", false, "do not install the cluster CA into the system trust store")
-		trustDir := fs.String("system-trust-dir", "", "install the cluster CA into this directory instead of the system's anchors (no update command is run; for tests and staging)")
-		asJSON := fs.Bool("json", false, "print JSON (see README, Machine-readable output)")
-		return func(ctx context.Context, sio *stdio, args []string) error {
-			if err := noArgs("init", args); err != nil {
-				return err
-			}
-			kt, err := pki.ParseKeyType(*keyType)
-			if err != nil {
-				return usageError{err.Error()}
-			}
-			opts := pki.InitOptions{
-				Layout: *layout, Cluster: *cluster, KeyType: kt,
-				CACertFile: *caCert, CAKeyFile: *caKey,
-				ServerDays: *serverDays, ClientDays: *clientDays,
-				DefaultHostnames: len(*hosts) == 0, DefaultIPs: len(*ips) == 0,
-			}
-			if opts.Cluster == "" {
-				opts.Cluster = clusterOfCA(*caCert, layout.RootCert())
-			}
-			if opts.Cluster == "" || len(*hosts) == 0 {
-				short, fqdn, err := machineNames(ctx)
-				if err != nil {
-					return err
-				}
-				if opts.Cluster == "" {
-					opts.Cluster = short
-				}
-				if len(*hosts) == 0 {
-					*hosts = []string{short, fqdn, "localhost"}
-				}
-			}
-			opts.Hostnames = dedupe(lower(*hosts))
-			if len(*ips) == 0 {
-				*ips = []string{"127.0.0.1"}
-			}
-			for _, s := range dedupe(*ips) {
-				ip := net.ParseIP(s)
-				if ip == nil {
-					return usagef("--ip %q is not an IP address", s)
-				}
-				opts.IPs = append(opts.IPs, ip)
-			}
-			steps, err := pki.Init(opts)
-			if err != nil {
-				return reportInit(sio, *asJSON, steps, "", pkiFlagError(err, initFields))
-			}
-			meta, err := pki.ReadMeta(*layout)
-			if err != nil {
-				return reportInit(sio, *asJSON, steps, "", err)
-			}
-			trusted := false
-			if !*noTrust {
-				var step pki.Step
-				step, trusted, err = installSystemTrust(*layout, meta.Cluster, *trustDir)
-				steps = append(steps, step)
-				if err != nil {
-					return reportInit(sio, *asJSON, steps, "", err)
-				}
-			}
-			cacert := ""
-			if !trusted {
-				cacert = "--cacert " + layout.RootCert() + " "
-			}
-			test := fmt.Sprintf("curl %s--cert %s --key %s https://%s/diagnose",
-				cacert, layout.CertIn(layout.TPADir, pki.TestClientName), layout.KeyIn(layout.TPADir, pki.TestClientName), meta.Hostnames[0])
-			return reportInit(sio, *asJSON, steps, test, nil)
-		}
+		return declareInitFlags(fs).run
 	},
+}
+
+// initFlags are init's flags.
+type initFlags struct {
+	layout                 *pki.Layout
+	cluster, keyType       string
+	hosts, ips             []string
+	caCert, caKey          string
+	serverDays, clientDays int
+	noTrust                bool
+	trustDir               string
+	asJSON                 bool
+}
+
+func declareInitFlags(fs *pflag.FlagSet) *initFlags {
+	f := &initFlags{layout: layoutFlags(fs)}
+	fs.StringVar(&f.cluster, "cluster-name", "", "cluster name; the CA is CN=<cluster>.CA (default: this machine's short host name)")
+	fs.StringSliceVar(&f.hosts, "hostname", nil, "host name for the server certificate; repeat or comma-separate (default: host name, FQDN, localhost)")
+	fs.StringSliceVar(&f.ips, "ip", nil, "IP address for the server certificate; repeat or comma-separate (default: 127.0.0.1)")
+	fs.StringVar(&f.keyType, "key-type", string(pki.DefaultKeyType), keyTypeUsage())
+	fs.StringVar(&f.caCert, "ca-cert", "", "adopt this existing CA certificate (PEM) instead of creating one")
+	fs.StringVar(&f.caKey, "ca-key", "", "the key of --ca-cert (PEM, unencrypted)")
+	fs.IntVar(&f.serverDays, "server-cert-days", pki.DefaultServerDays, "lifetime of the server certificate, in days; the same setting as serve's (PGBAPI_PROXY_SERVER_CERT_DAYS sets both)")
+	deprecatedAlias(fs, "server-days", "server-cert-days")
+	fs.IntVar(&f.clientDays, "client-days", pki.DefaultClientDays, "lifetime of the test client certificate, in days")
+	fs.BoolVar(&f.noTrust, "no-system-trust", false, "do not install the cluster CA into the system trust store")
+	fs.StringVar(&f.trustDir, "system-trust-dir", "", "install the cluster CA into this directory instead of the system's anchors (no update command is run; for tests and staging)")
+	fs.BoolVar(&f.asJSON, "json", false, "print JSON (see README, Machine-readable output)")
+	return f
+}
+
+func (f *initFlags) run(ctx context.Context, sio *stdio, args []string) error {
+	if err := noArgs("init", args); err != nil {
+		return err
+	}
+	opts, err := f.options(ctx)
+	if err != nil {
+		return err
+	}
+	steps, err := pki.Init(opts)
+	if err != nil {
+		return reportInit(sio, f.asJSON, steps, "", pkiFlagError(err, initFields))
+	}
+	meta, err := pki.ReadMeta(*f.layout)
+	if err != nil {
+		return reportInit(sio, f.asJSON, steps, "", err)
+	}
+	trusted := false
+	if !f.noTrust {
+		var step pki.Step
+		step, trusted, err = installSystemTrust(*f.layout, meta.Cluster, f.trustDir)
+		steps = append(steps, step)
+		if err != nil {
+			return reportInit(sio, f.asJSON, steps, "", err)
+		}
+	}
+	return reportInit(sio, f.asJSON, steps, f.testCommand(trusted, meta.Hostnames[0]), nil)
+}
+
+// options turns the flags into pki.InitOptions, filling in the cluster
+// name and the server certificate's names where they were not given.
+func (f *initFlags) options(ctx context.Context) (pki.InitOptions, error) {
+	kt, err := pki.ParseKeyType(f.keyType)
+	if err != nil {
+		return pki.InitOptions{}, usageError{err.Error()}
+	}
+	opts := pki.InitOptions{
+		Layout: *f.layout, Cluster: f.cluster, KeyType: kt,
+		CACertFile: f.caCert, CAKeyFile: f.caKey,
+		ServerDays: f.serverDays, ClientDays: f.clientDays,
+		DefaultHostnames: len(f.hosts) == 0, DefaultIPs: len(f.ips) == 0,
+	}
+	if opts.Cluster == "" {
+		opts.Cluster = clusterOfCA(f.caCert, f.layout.RootCert())
+	}
+	if err := f.machineDefaults(ctx, &opts); err != nil {
+		return pki.InitOptions{}, err
+	}
+	opts.Hostnames = dedupe(lower(f.hosts))
+	if len(f.ips) == 0 {
+		f.ips = []string{"127.0.0.1"}
+	}
+	for _, s := range dedupe(f.ips) {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return pki.InitOptions{}, usagef("--ip %q is not an IP address", s)
+		}
+		opts.IPs = append(opts.IPs, ip)
+	}
+	return opts, nil
+}
+
+// machineDefaults takes the cluster name and the host names not given
+// from this machine's names.
+func (f *initFlags) machineDefaults(ctx context.Context, opts *pki.InitOptions) error {
+	if opts.Cluster != "" && len(f.hosts) != 0 {
+		return nil
+	}
+	short, fqdn, err := machineNames(ctx)
+	if err != nil {
+		return err
+	}
+	if opts.Cluster == "" {
+		opts.Cluster = short
+	}
+	if len(f.hosts) == 0 {
+		f.hosts = []string{short, fqdn, "localhost"}
+	}
+	return nil
+}
+
+// testCommand is the curl command that tries the test client certificate;
+// it needs --cacert unless the cluster CA is in the system trust store.
+func (f *initFlags) testCommand(trusted bool, host string) string {
+	l := f.layout
+	cacert := ""
+	if !trusted {
+		cacert = "--cacert " + l.RootCert() + " "
+	}
+	return fmt.Sprintf("curl %s--cert %s --key %s https://%s/diagnose",
+		cacert, l.CertIn(l.TPADir, pki.TestClientName), l.KeyIn(l.TPADir, pki.TestClientName), host)
 }
 
 func printSteps(sio *stdio, steps []pki.Step) {

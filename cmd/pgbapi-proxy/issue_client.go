@@ -35,73 +35,110 @@ revokes nothing: the old certificate stays valid until it expires. To
 retire it, find its serial with 'pgbapi-proxy list --all' and run
 'pgbapi-proxy revoke --serial SERIAL'.`,
 	setup: func(fs *pflag.FlagSet) runFunc {
-		layout := layoutFlags(fs)
-		name := fs.String("name", "", "client name: the certificate's CN and file name (required)")
-		days := fs.Int("days", pki.DefaultClientDays, "lifetime in days")
-		out := fs.String("out", "", "directory to write NAME.crt/.key to (default: the TPA dir)")
-		owner := fs.String("owner", "", "give the files to USER[:GROUP] (the service that uses them)")
-		renew := fs.Bool("renew", false, "replace an existing certificate and key of that name")
-		keyType := fs.String("key-type", "", keyTypeUsage()+" (default: the type init used)")
-		bundle := fs.String("bundle", "", "also write a hand-over bundle FILE.tar.gz: cert, key (none with --csr), root.crt and a README with the curl and Python settings")
-		bundleDir := fs.String("bundle-dir", "", "also write the hand-over bundle's files into this new directory")
-		asJSON := fs.Bool("json", false, "print JSON (see README, Machine-readable output)")
-		csrFile := fs.String("csr", "", "sign this PKCS#10 request (PEM or DER) instead of making a key: only NAME.crt is written")
-		return func(ctx context.Context, sio *stdio, args []string) error {
-			if err := noArgs("issue-client", args); err != nil {
-				return err
-			}
-			if *name == "" {
-				return usagef("issue-client needs --name NAME")
-			}
-			csr, err := readCSR(*csrFile, *keyType)
-			if err != nil {
-				return err
-			}
-			var kt pki.KeyType
-			if *keyType != "" {
-				var err error
-				if kt, err = pki.ParseKeyType(*keyType); err != nil {
-					return usageError{err.Error()}
-				}
-			}
-			own, err := parseOwner(*owner)
-			if err != nil {
-				return err
-			}
-			if err := checkBundleOutputs(*bundle, *bundleDir); err != nil {
-				return err
-			}
-			rootCopy, err := rootCopyFor(*layout, csr, *out)
-			if err != nil {
-				return err
-			}
-			res, err := pki.IssueClient(pki.IssueOptions{
-				Layout: *layout, Name: *name, Days: *days, OutDir: *out,
-				Owner: own, Renew: *renew, KeyType: kt, CSR: csr,
-			})
-			if errors.Is(err, pki.ErrUnreachable) {
-				return fmt.Errorf("--owner %s: %w (nothing was issued)", *owner, err)
-			}
-			if err != nil {
-				return pkiFlagError(err, issueClientFields)
-			}
-			if rootCopy != "" {
-				if err := copyRoot(*layout, rootCopy, own); err != nil {
-					return fmt.Errorf("the certificate was issued (%s) but %s was not written: %w", res.CertPath, rootCopy, err)
-				}
-			}
-			if *bundle != "" || *bundleDir != "" {
-				if err := writeBundle(*layout, res, *bundle, *bundleDir); err != nil {
-					return fmt.Errorf("the certificate was issued (%s) but the bundle was not written: %w", res.CertPath, err)
-				}
-			}
-			if *asJSON {
-				return printIssueJSON(sio, res, *bundle, *bundleDir)
-			}
-			printIssued(sio, res, *csrFile, *bundle, *bundleDir)
-			return nil
-		}
+		return declareIssueClientFlags(fs).run
 	},
+}
+
+// issueClientFlags are issue-client's flags.
+type issueClientFlags struct {
+	layout            *pki.Layout
+	name              string
+	days              int
+	out, owner        string
+	renew             bool
+	keyType           string
+	bundle, bundleDir string
+	asJSON            bool
+	csrFile           string
+}
+
+func declareIssueClientFlags(fs *pflag.FlagSet) *issueClientFlags {
+	f := &issueClientFlags{layout: layoutFlags(fs)}
+	fs.StringVar(&f.name, "name", "", "client name: the certificate's CN and file name (required)")
+	fs.IntVar(&f.days, "days", pki.DefaultClientDays, "lifetime in days")
+	fs.StringVar(&f.out, "out", "", "directory to write NAME.crt/.key to (default: the TPA dir)")
+	fs.StringVar(&f.owner, "owner", "", "give the files to USER[:GROUP] (the service that uses them)")
+	fs.BoolVar(&f.renew, "renew", false, "replace an existing certificate and key of that name")
+	fs.StringVar(&f.keyType, "key-type", "", keyTypeUsage()+" (default: the type init used)")
+	fs.StringVar(&f.bundle, "bundle", "", "also write a hand-over bundle FILE.tar.gz: cert, key (none with --csr), root.crt and a README with the curl and Python settings")
+	fs.StringVar(&f.bundleDir, "bundle-dir", "", "also write the hand-over bundle's files into this new directory")
+	fs.BoolVar(&f.asJSON, "json", false, "print JSON (see README, Machine-readable output)")
+	fs.StringVar(&f.csrFile, "csr", "", "sign this PKCS#10 request (PEM or DER) instead of making a key: only NAME.crt is written")
+	return f
+}
+
+func (f *issueClientFlags) run(ctx context.Context, sio *stdio, args []string) error {
+	if err := noArgs("issue-client", args); err != nil {
+		return err
+	}
+	opts, rootCopy, err := f.options()
+	if err != nil {
+		return err
+	}
+	res, err := pki.IssueClient(opts)
+	if errors.Is(err, pki.ErrUnreachable) {
+		return fmt.Errorf("--owner %s: %w (nothing was issued)", f.owner, err)
+	}
+	if err != nil {
+		return pkiFlagError(err, issueClientFields)
+	}
+	if err := f.writeExtras(res, rootCopy, opts.Owner); err != nil {
+		return err
+	}
+	if f.asJSON {
+		return printIssueJSON(sio, res, f.bundle, f.bundleDir)
+	}
+	printIssued(sio, res, f.csrFile, f.bundle, f.bundleDir)
+	return nil
+}
+
+// options checks the flags before anything is issued and turns them into
+// pki.IssueOptions; rootCopy is where root.crt is to be copied ("" for
+// nowhere).
+func (f *issueClientFlags) options() (opts pki.IssueOptions, rootCopy string, err error) {
+	if f.name == "" {
+		return opts, "", usagef("issue-client needs --name NAME")
+	}
+	csr, err := readCSR(f.csrFile, f.keyType)
+	if err != nil {
+		return opts, "", err
+	}
+	var kt pki.KeyType
+	if f.keyType != "" {
+		if kt, err = pki.ParseKeyType(f.keyType); err != nil {
+			return opts, "", usageError{err.Error()}
+		}
+	}
+	own, err := parseOwner(f.owner)
+	if err != nil {
+		return opts, "", err
+	}
+	if err := checkBundleOutputs(f.bundle, f.bundleDir); err != nil {
+		return opts, "", err
+	}
+	if rootCopy, err = rootCopyFor(*f.layout, csr, f.out); err != nil {
+		return opts, "", err
+	}
+	return pki.IssueOptions{
+		Layout: *f.layout, Name: f.name, Days: f.days, OutDir: f.out,
+		Owner: own, Renew: f.renew, KeyType: kt, CSR: csr,
+	}, rootCopy, nil
+}
+
+// writeExtras writes, once the certificate is issued, the copy of root.crt
+// and the hand-over bundle the flags ask for.
+func (f *issueClientFlags) writeExtras(res *pki.Issued, rootCopy string, own *pki.Owner) error {
+	if rootCopy != "" {
+		if err := copyRoot(*f.layout, rootCopy, own); err != nil {
+			return fmt.Errorf("the certificate was issued (%s) but %s was not written: %w", res.CertPath, rootCopy, err)
+		}
+	}
+	if f.bundle != "" || f.bundleDir != "" {
+		if err := writeBundle(*f.layout, res, f.bundle, f.bundleDir); err != nil {
+			return fmt.Errorf("the certificate was issued (%s) but the bundle was not written: %w", res.CertPath, err)
+		}
+	}
+	return nil
 }
 
 // readCSR reads --csr, which replaces --key-type: the request's key is used.

@@ -30,3 +30,24 @@ func TestReadableKeysAreNamed(t *testing.T) {
 	requireOK(t, r)
 	assert.Regexp(t, `(?m)^adopted\s+certificate pemagent-barman1\.crt\s.*WARNING: others can read .*pemagent-barman1\.key \(mode 0644\); run: chmod 600`, r.stdout)
 }
+
+// A root.crt swapped for another CA's after the first init (as an account
+// that could write the TPA directory might) never becomes the cluster CA:
+// init refuses it and changes nothing, trust store included.
+func TestInitRefusesASwappedRoot(t *testing.T) {
+	f := pkitest.TPAHost(t, pkitest.Options{})
+	other := pkitest.TPAHost(t, pkitest.Options{Cluster: "evil"})
+	d := tpaDirs(t, f)
+	trust := t.TempDir()
+	requireOK(t, cli(t, trustEnv(trust), d.flags("init")...))
+	for _, name := range []string{"root.crt", "CA.crt"} {
+		data, err := os.ReadFile(other.RootCert())
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(d.tpa, name), data, 0o644))
+	}
+	beforeTrust := tree(t, trust)
+	beforeState := tree(t, d.state)
+	requireOneLineError(t, cli(t, trustEnv(trust), d.flags("init")...), 1, "is not the cluster CA this host recorded")
+	assert.Equal(t, beforeTrust, tree(t, trust), "nothing new in the trust store")
+	assert.Equal(t, beforeState, tree(t, d.state))
+}

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
 	"github.com/stretchr/testify/assert"
@@ -18,14 +17,7 @@ import (
 func TestSyncServerCert(t *testing.T) {
 	d := pkiFor(t)
 	l := pki.Layout{TPADir: d.tpa, StateDir: d.state}
-	signer, err := pki.LoadServerSigner(l)
-	require.NoError(t, err)
-	key, err := pki.ECDSAP256.Generate()
-	require.NoError(t, err)
-	chain, err := signer.Sign(key.Public(), time.Hour, time.Now())
-	require.NoError(t, err)
-	keyPEM, err := pki.EncodeKey(key)
-	require.NoError(t, err)
+	chain, keyPEM := renewedServerPair(t, l)
 	require.NoError(t, pki.StoreServedCert(l, pki.EncodeCerts(chain...), keyPEM))
 
 	r := cli(t, nil, d.flags("sync-server-cert")...)

@@ -43,9 +43,10 @@ change; one that goes missing, breaks or is older than one already seen
 keeps its last good state (fail closed), and the log says so.
 
 The admin listener (plain HTTP, loopback) answers /metrics, /healthz and
-/readyz. SIGHUP reloads the trust inputs and, on a host without the CA
-key, pg-backup-api.crt/.key (what fails to load keeps its last good
-state); SIGTERM lets requests in flight finish, then exits.
+/readyz. SIGHUP reloads the trust inputs and the server certificate (on
+a host without the CA key, pg-backup-api.crt/.key as they are; with it,
+the names init added since the start); what fails to load keeps its last
+good state. SIGTERM lets requests in flight finish, then exits.
 
 At most --upstream-max-inflight requests (default 1) reach pg-backup-api at
 once: 'pg-backup-api serve' answers wrongly to concurrent requests, and the

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/internal/needs"
+	"github.com/pgbapi/pgbapi-proxy/pki"
 	"github.com/pgbapi/pgbapi-proxy/proxy/proxytest"
 	"github.com/stretchr/testify/require"
 )
@@ -205,6 +206,22 @@ func pkiFor(t *testing.T) dirs {
 	d := newDirs(t)
 	requireOK(t, cli(t, nil, d.flags("init", "--cluster-name", "test", "--hostname", "localhost", "--ip", "127.0.0.1")...))
 	return d
+}
+
+// renewedServerPair signs a new one-hour server certificate with the
+// intermediate in l, as serve renews one, and returns its chain and key
+// (PEM).
+func renewedServerPair(t *testing.T, l pki.Layout) ([]*x509.Certificate, []byte) {
+	t.Helper()
+	signer, err := pki.LoadServerSigner(l)
+	require.NoError(t, err)
+	key, err := pki.ECDSAP256.Generate()
+	require.NoError(t, err)
+	chain, err := signer.Sign(key.Public(), time.Hour, time.Now())
+	require.NoError(t, err)
+	keyPEM, err := pki.EncodeKey(key)
+	require.NoError(t, err)
+	return chain, keyPEM
 }
 
 // metricsText fetches the admin listener's /metrics.

@@ -439,14 +439,7 @@ func TestStaticCertsReloadOnSIGHUP(t *testing.T) {
 
 	// Renewed where the CA is, copied over, SIGHUP: the new one is served.
 	srcLayout := pki.Layout{TPADir: src.tpa, StateDir: src.state}
-	signer, err := pki.LoadServerSigner(srcLayout)
-	require.NoError(t, err)
-	key, err := pki.ECDSAP256.Generate()
-	require.NoError(t, err)
-	chain, err := signer.Sign(key.Public(), time.Hour, time.Now())
-	require.NoError(t, err)
-	keyPEM, err := pki.EncodeKey(key)
-	require.NoError(t, err)
+	chain, keyPEM := renewedServerPair(t, srcLayout)
 	require.NoError(t, os.WriteFile(filepath.Join(d.tpa, "pg-backup-api.key"), keyPEM, 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(d.tpa, "pg-backup-api.crt"), pki.EncodeCerts(chain...), 0o644))
 	p.signal(t, syscall.SIGHUP)

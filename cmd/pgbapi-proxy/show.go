@@ -75,6 +75,8 @@ type showFiles struct {
 	Key         string `json:"key"`         // "" when no key is next to it (a CSR-signed or handed-over certificate)
 }
 
+// findCert finds the certificate show is asked about: by --cert file, by
+// serial or by name, and describes it from the inventory and its file.
 func findCert(l pki.Layout, name, serial, certFile string, now time.Time) (*showOutput, error) {
 	if certFile == "" {
 		if _, err := pki.ReadMeta(l); err != nil {
@@ -85,41 +87,9 @@ func findCert(l pki.Layout, name, serial, certFile string, now time.Time) (*show
 	if err != nil {
 		return nil, err
 	}
-	var rec *pki.Record
-	var cert *x509.Certificate
-	switch {
-	case certFile != "":
-		if cert, err = pki.LoadCert(certFile); err != nil {
-			return nil, err
-		}
-		fresh := pki.NewRecord(cert.Subject.CommonName, "", cert, certFile, time.Time{})
-		for i := range recs {
-			if recs[i].SHA256 == fresh.SHA256 {
-				rec = &recs[i]
-			}
-		}
-		if rec == nil {
-			rec = &fresh
-		}
-	case serial != "":
-		want := strings.ToUpper(strings.TrimLeft(strings.ReplaceAll(serial, ":", ""), "0"))
-		for i := range recs {
-			if strings.TrimLeft(recs[i].Serial, "0") == want {
-				rec = &recs[i]
-			}
-		}
-		if rec == nil {
-			return nil, fmt.Errorf("no certificate with serial %s was issued here; see '%s list --all'", serial, prog)
-		}
-	default:
-		for i := range recs {
-			if recs[i].Name == name && (rec == nil || rec.Replaced || !recs[i].Replaced) {
-				rec = &recs[i]
-			}
-		}
-		if rec == nil {
-			return nil, fmt.Errorf("no certificate named %q was issued here; see '%s list'", name, prog)
-		}
+	rec, cert, err := findRecord(recs, name, serial, certFile)
+	if err != nil {
+		return nil, err
 	}
 	out := &showOutput{listRow: listRow{Record: *rec, State: rec.State(now)}, Recorded: rec.Kind != "", SANs: []string{}}
 	if cert == nil {
@@ -133,6 +103,78 @@ func findCert(l pki.Layout, name, serial, certFile string, now time.Time) (*show
 	if out.Files.Certificate == "" {
 		out.Files.Certificate = rec.Path
 	}
+	out.describe(cert)
+	return out, nil
+}
+
+// findRecord finds the record show is about; with certFile, the
+// certificate too (and a record made for it when it is not recorded).
+func findRecord(recs []pki.Record, name, serial, certFile string) (*pki.Record, *x509.Certificate, error) {
+	switch {
+	case certFile != "":
+		return recordOfFile(recs, certFile)
+	case serial != "":
+		rec := recordBySerial(recs, serial)
+		if rec == nil {
+			return nil, nil, fmt.Errorf("no certificate with serial %s was issued here; see '%s list --all'", serial, prog)
+		}
+		return rec, nil, nil
+	default:
+		rec := recordByName(recs, name)
+		if rec == nil {
+			return nil, nil, fmt.Errorf("no certificate named %q was issued here; see '%s list'", name, prog)
+		}
+		return rec, nil, nil
+	}
+}
+
+// recordOfFile loads certFile and finds its record by fingerprint; one not
+// recorded gets a fresh record with no kind.
+func recordOfFile(recs []pki.Record, certFile string) (*pki.Record, *x509.Certificate, error) {
+	cert, err := pki.LoadCert(certFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	fresh := pki.NewRecord(cert.Subject.CommonName, "", cert, certFile, time.Time{})
+	var rec *pki.Record
+	for i := range recs {
+		if recs[i].SHA256 == fresh.SHA256 {
+			rec = &recs[i]
+		}
+	}
+	if rec == nil {
+		rec = &fresh
+	}
+	return rec, cert, nil
+}
+
+// recordBySerial is the last record with serial in any form openssl prints
+// it (colons, leading zeros, either case); nil when there is none.
+func recordBySerial(recs []pki.Record, serial string) *pki.Record {
+	want := strings.ToUpper(strings.TrimLeft(strings.ReplaceAll(serial, ":", ""), "0"))
+	var rec *pki.Record
+	for i := range recs {
+		if strings.TrimLeft(recs[i].Serial, "0") == want {
+			rec = &recs[i]
+		}
+	}
+	return rec
+}
+
+// recordByName is the last record named name that is not replaced (the
+// last replaced one when all are); nil when there is none.
+func recordByName(recs []pki.Record, name string) *pki.Record {
+	var rec *pki.Record
+	for i := range recs {
+		if recs[i].Name == name && (rec == nil || rec.Replaced || !recs[i].Replaced) {
+			rec = &recs[i]
+		}
+	}
+	return rec
+}
+
+// describe fills in what cert says, and the key file next to it, if any.
+func (out *showOutput) describe(cert *x509.Certificate) {
 	out.Issuer = cert.Issuer.String()
 	out.SANs = sans(cert)
 	out.KeyType = pki.KeyTypeOf(cert.PublicKey)
@@ -141,7 +183,6 @@ func findCert(l pki.Layout, name, serial, certFile string, now time.Time) (*show
 			out.Files.Key = key
 		}
 	}
-	return out, nil
 }
 
 // certAt is the certificate in path if it is still the one with that

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -87,13 +86,13 @@ func TestReplacingApacheWalkthrough(t *testing.T) {
 			// 7. Revoke the PEM agent: refused within 2 s on a kept-alive
 			// connection and on new ones; pg-backup-user goes on.
 			agent := keptAlive(t, d, trust, "pemagent-barman1", p.port())
-			code, err := getCode(agent, "https://barman1:"+p.port()+"/status")
+			code, err := getStatus(agent, "https://barman1:"+p.port()+"/status")
 			require.NoError(t, err)
 			require.Equal(t, 200, code)
 			requireOK(t, cli(t, nil, d.flags("revoke", "--name", "pemagent-barman1")...))
 			revoked := time.Now()
 			require.Eventually(t, func() bool {
-				code, err := getCode(agent, "https://barman1:"+p.port()+"/status")
+				code, err := getStatus(agent, "https://barman1:"+p.port()+"/status")
 				return err != nil || code == http.StatusForbidden
 			}, 2*time.Second, 50*time.Millisecond, "the open connection is refused within 2 s")
 			require.Eventually(t, func() bool { return documented("pemagent-barman1", "barman1").code != 0 }, 2*time.Second, 50*time.Millisecond)
@@ -128,16 +127,6 @@ func keptAlive(t *testing.T, d dirs, trustDir, name, port string) *http.Client {
 			return dialer.DialContext(ctx, network, "127.0.0.1:"+port)
 		},
 	}}
-}
-
-func getCode(c *http.Client, url string) (int, error) {
-	resp, err := c.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, err = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, err
 }
 
 // servedSerialFor is the serial of the certificate served for host.

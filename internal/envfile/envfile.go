@@ -100,75 +100,109 @@ type parser struct {
 func isNewline(c byte) bool { return c == '\n' || c == '\r' }
 func isBlank(c byte) bool   { return c == ' ' || c == '\t' || isNewline(c) }
 
+// step feeds the parser one byte of the file.
 func (p *parser) step(c byte) {
 	switch p.st {
 	case preKey:
-		switch {
-		case c == '#' || c == ';':
-			p.st = comment
-		case !isBlank(c):
-			p.st = key
-			p.keyLine = p.line
-			p.k.Reset()
-			p.v.Reset()
-			p.keyTrail, p.valueTrail = -1, -1
-			p.hashComment = false
-			p.k.WriteByte(c)
-		}
+		p.stepPreKey(c)
 	case key:
-		switch {
-		case isNewline(c):
-			p.problems = append(p.problems, Problem{p.keyLine, fmt.Sprintf("%q has no '=': not an assignment, ignored", p.keyText())})
-			p.st = preKey
-		case c == '=':
-			p.st = preValue
-		default:
-			if !isBlank(c) {
-				p.keyTrail = -1
-			} else if p.keyTrail < 0 {
-				p.keyTrail = p.k.Len()
-			}
-			p.k.WriteByte(c)
-		}
+		p.stepKey(c)
 	case preValue:
-		switch {
-		case isNewline(c):
-			p.push()
-			p.st = preKey
-		case c == '\'':
-			p.st, p.quoteLine = singleQuote, p.line
-		case c == '"':
-			p.st, p.quoteLine = doubleQuote, p.line
-		case c == '\\':
-			p.st = valueEscape
-		case !isBlank(c):
-			p.st = value
-			p.hashComment = p.hashComment || (c == '#' && isBlank(p.prev))
-			p.v.WriteByte(c)
-		}
+		p.stepPreValue(c)
 	case value:
-		switch {
-		case isNewline(c):
-			p.chompValue()
-			p.push()
-			p.st = preKey
-		case c == '\\':
-			p.st = valueEscape
-			p.valueTrail = -1
-		default:
-			if !isBlank(c) {
-				p.valueTrail = -1
-			} else if p.valueTrail < 0 {
-				p.valueTrail = p.v.Len()
-			}
-			p.hashComment = p.hashComment || (c == '#' && isBlank(p.prev))
-			p.v.WriteByte(c)
-		}
+		p.stepValue(c)
 	case valueEscape:
 		p.st = value
 		if !isNewline(c) { // an escaped newline continues the value
 			p.v.WriteByte(c)
 		}
+	case singleQuote, doubleQuote, doubleQuoteEscape:
+		p.stepQuoted(c)
+	case comment, commentEscape:
+		p.stepComment(c)
+	}
+}
+
+// stepPreKey skips blanks between assignments and starts a key or comment.
+func (p *parser) stepPreKey(c byte) {
+	switch {
+	case c == '#' || c == ';':
+		p.st = comment
+	case !isBlank(c):
+		p.st = key
+		p.keyLine = p.line
+		p.k.Reset()
+		p.v.Reset()
+		p.keyTrail, p.valueTrail = -1, -1
+		p.hashComment = false
+		p.k.WriteByte(c)
+	}
+}
+
+// stepKey reads a key up to its '='; a line without one is a problem.
+func (p *parser) stepKey(c byte) {
+	switch {
+	case isNewline(c):
+		p.problems = append(p.problems, Problem{p.keyLine, fmt.Sprintf("%q has no '=': not an assignment, ignored", p.keyText())})
+		p.st = preKey
+	case c == '=':
+		p.st = preValue
+	default:
+		if !isBlank(c) {
+			p.keyTrail = -1
+		} else if p.keyTrail < 0 {
+			p.keyTrail = p.k.Len()
+		}
+		p.k.WriteByte(c)
+	}
+}
+
+// stepPreValue skips blanks after '=' (and after a closing quote) and
+// starts a quoted, escaped or plain value.
+func (p *parser) stepPreValue(c byte) {
+	switch {
+	case isNewline(c):
+		p.push()
+		p.st = preKey
+	case c == '\'':
+		p.st, p.quoteLine = singleQuote, p.line
+	case c == '"':
+		p.st, p.quoteLine = doubleQuote, p.line
+	case c == '\\':
+		p.st = valueEscape
+	case !isBlank(c):
+		p.st = value
+		p.hashComment = p.hashComment || (c == '#' && isBlank(p.prev))
+		p.v.WriteByte(c)
+	}
+}
+
+// stepValue reads an unquoted value to the end of its line, noting
+// trailing blanks (dropped) and an unquoted " #".
+func (p *parser) stepValue(c byte) {
+	switch {
+	case isNewline(c):
+		p.chompValue()
+		p.push()
+		p.st = preKey
+	case c == '\\':
+		p.st = valueEscape
+		p.valueTrail = -1
+	default:
+		if !isBlank(c) {
+			p.valueTrail = -1
+		} else if p.valueTrail < 0 {
+			p.valueTrail = p.v.Len()
+		}
+		p.hashComment = p.hashComment || (c == '#' && isBlank(p.prev))
+		p.v.WriteByte(c)
+	}
+}
+
+// stepQuoted reads inside single or double quotes; only double quotes
+// have escapes.
+func (p *parser) stepQuoted(c byte) {
+	switch p.st {
 	case singleQuote:
 		if c == '\'' {
 			p.st = preValue
@@ -193,6 +227,12 @@ func (p *parser) step(c byte) {
 			p.v.WriteByte('\\')
 			p.v.WriteByte(c)
 		}
+	}
+}
+
+// stepComment skips a comment to the end of its line.
+func (p *parser) stepComment(c byte) {
+	switch p.st {
 	case comment:
 		switch {
 		case c == '\\':

@@ -37,6 +37,8 @@ func main() {
 	}
 }
 
+// run writes out/nfpm.yaml (and, for a pinned deb, the apt preferences
+// file) from the nfpm.yaml in, and prints the dependencies it set.
 func run(in, out, pinSpec, version, release, arch, build string) error {
 	tr, err := pin.Translate(pinSpec)
 	if err != nil {
@@ -49,13 +51,9 @@ func run(in, out, pinSpec, version, release, arch, build string) error {
 	if release == "" || !regexp.MustCompile(`^[0-9A-Za-z.+~]+$`).MatchString(release) {
 		return fmt.Errorf("release %q: use digits and letters, e.g. 1", release)
 	}
-	data, err := os.ReadFile(in)
+	cfg, err := readConfig(in)
 	if err != nil {
 		return err
-	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal(data, &cfg); err != nil {
-		return fmt.Errorf("%s: %w", in, err)
 	}
 	cfg["version"], cfg["release"], cfg["arch"] = v, release, arch
 	if cl, ok := cfg["changelog"].(string); ok && cl != "" {
@@ -65,6 +63,35 @@ func run(in, out, pinSpec, version, release, arch, build string) error {
 		}
 		cfg["changelog"] = path
 	}
+	useBuildDir(cfg, build)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	if err := addDependencies(cfg, out, tr); err != nil {
+		return err
+	}
+	if err := writeConfig(cfg, in, out, pinSpec); err != nil {
+		return err
+	}
+	fmt.Printf("deb Depends:  %s\nrpm Requires: %s\n", strings.Join(tr.DebDepends, ", "), strings.Join(tr.RPMRequire, ", "))
+	return nil
+}
+
+// readConfig reads the nfpm.yaml to start from.
+func readConfig(in string) (map[string]any, error) {
+	data, err := os.ReadFile(in)
+	if err != nil {
+		return nil, err
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", in, err)
+	}
+	return cfg, nil
+}
+
+// useBuildDir points the contents nfpm.yaml takes from bin/ at build.
+func useBuildDir(cfg map[string]any, build string) {
 	contents, _ := cfg["contents"].([]any)
 	for _, c := range contents {
 		if m, ok := c.(map[string]any); ok {
@@ -73,47 +100,56 @@ func run(in, out, pinSpec, version, release, arch, build string) error {
 			}
 		}
 	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return err
-	}
-	overrides := map[string]any{
+}
+
+// addDependencies adds the pg-backup-api dependency for each packager and,
+// for a pinned deb, the apt pin.
+func addDependencies(cfg map[string]any, out string, tr pin.Translation) error {
+	cfg["overrides"] = map[string]any{
 		"deb": map[string]any{"depends": tr.DebDepends},
 		"rpm": map[string]any{"depends": tr.RPMRequire},
 	}
-	cfg["overrides"] = overrides
-	if tr.AptVersion != "" {
-		pref := filepath.Join(out, "pgbapi-proxy.pref")
-		text := fmt.Sprintf("# Installed by pgbapi-proxy, built for pg-backup-api %s: keeps apt on that\n"+
-			"# version, so that an upgrade does not remove pgbapi-proxy.\n"+
-			"Package: %s\nPin: version %s\nPin-Priority: 990\n", tr.Pin, pin.Package, tr.AptVersion)
-		if err := os.WriteFile(pref, []byte(text), 0o644); err != nil {
-			return err
-		}
-		abs, err := filepath.Abs(pref)
-		if err != nil {
-			return err
-		}
-		// Not a conffile in /etc/apt/preferences.d: conffiles stay after
-		// `apt remove` and would hold pg-backup-api back with no
-		// pgbapi-proxy installed. The deb ships it here; postinstall
-		// copies it into place (so an upgrade built for a new pin brings
-		// the new pin) and postremove deletes it on remove.
-		contents, _ := cfg["contents"].([]any)
-		cfg["contents"] = append(contents, map[string]any{
-			"src": abs, "dst": AptPreferencesTemplate,
-			"packager": "deb", "file_info": map[string]any{"mode": 0o644},
-		})
+	if tr.AptVersion == "" {
+		return nil
 	}
+	return addAptPin(cfg, out, tr)
+}
+
+// addAptPin writes the apt preferences file that keeps apt on the pinned
+// pg-backup-api, and adds it to the deb's contents.
+func addAptPin(cfg map[string]any, out string, tr pin.Translation) error {
+	pref := filepath.Join(out, "pgbapi-proxy.pref")
+	text := fmt.Sprintf("# Installed by pgbapi-proxy, built for pg-backup-api %s: keeps apt on that\n"+
+		"# version, so that an upgrade does not remove pgbapi-proxy.\n"+
+		"Package: %s\nPin: version %s\nPin-Priority: 990\n", tr.Pin, pin.Package, tr.AptVersion)
+	if err := os.WriteFile(pref, []byte(text), 0o644); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(pref)
+	if err != nil {
+		return err
+	}
+	// Not a conffile in /etc/apt/preferences.d: conffiles stay after
+	// `apt remove` and would hold pg-backup-api back with no
+	// pgbapi-proxy installed. The deb ships it here; postinstall
+	// copies it into place (so an upgrade built for a new pin brings
+	// the new pin) and postremove deletes it on remove.
+	contents, _ := cfg["contents"].([]any)
+	cfg["contents"] = append(contents, map[string]any{
+		"src": abs, "dst": AptPreferencesTemplate,
+		"packager": "deb", "file_info": map[string]any{"mode": 0o644},
+	})
+	return nil
+}
+
+// writeConfig writes out/nfpm.yaml under a header naming where it came from.
+func writeConfig(cfg map[string]any, in, out, pinSpec string) error {
 	generated, err := yaml.Marshal(cfg)
 	if err != nil {
 		return err
 	}
 	header := fmt.Sprintf("# Generated from %s by packaging/nfpmconfig (pin %q); do not edit.\n", in, pinSpec)
-	if err := os.WriteFile(filepath.Join(out, "nfpm.yaml"), append([]byte(header), generated...), 0o644); err != nil {
-		return err
-	}
-	fmt.Printf("deb Depends:  %s\nrpm Requires: %s\n", strings.Join(tr.DebDepends, ", "), strings.Join(tr.RPMRequire, ", "))
-	return nil
+	return os.WriteFile(filepath.Join(out, "nfpm.yaml"), append([]byte(header), generated...), 0o644)
 }
 
 // AptPreferencesTemplate is where the deb ships the apt pin that
