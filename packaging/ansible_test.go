@@ -68,7 +68,9 @@ func TestAnsibleRole(t *testing.T) {
 				a.run("install", "pg-backup-api")
 				require.Equal(t, "ii 2.1.0-1", debVersion(t, "pg-backup-api"))
 			}
-			f := pkitest.TPAHost(t, pkitest.Options{})
+			// Its own cluster name: this CA lands in the machine's
+			// trust store while other tests run.
+			f := pkitest.TPAHost(t, pkitest.Options{Cluster: "ansibletest"})
 			require.NoError(t, os.MkdirAll(tpaDir, 0o755))
 			entries, err := os.ReadDir(f.Dir)
 			require.NoError(t, err)

@@ -171,7 +171,8 @@ func undoReadOnly(t *testing.T, dir string) {
 // are), for the old pg-backup-user and PEM agent certificates alike.
 func TestDocumentedCurlWithoutCACert(t *testing.T) {
 	needs.Command(t, "curl", "curl")
-	f := pkitest.TPAHost(t, pkitest.Options{})
+	// A cluster of its own (see TestReplacingApacheWalkthrough).
+	f := pkitest.TPAHost(t, pkitest.Options{Cluster: "docurl"})
 	d := tpaDirs(t, f) // no CA key: the TPA default
 	trust := t.TempDir()
 	requireOK(t, cli(t, trustEnv(trust), d.flags("init")...))

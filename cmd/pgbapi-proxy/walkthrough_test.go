@@ -27,7 +27,10 @@ import (
 func TestReplacingApacheWalkthrough(t *testing.T) {
 	needs.Command(t, "curl", "curl")
 	needs.Command(t, "tar", "tar")
-	f := pkitest.TPAHost(t, pkitest.Options{ExtraDNS: []string{"barman1.example.com"}, ExtraIPs: []string{"10.1.2.3"}})
+	// A cluster name of its own: curl also reads the system bundle, where
+	// a package test running at the same time may have put another
+	// "tpa.CA" (same name, other key), which would shadow this one.
+	f := pkitest.TPAHost(t, pkitest.Options{Cluster: "walkthrough", ExtraDNS: []string{"barman1.example.com"}, ExtraIPs: []string{"10.1.2.3"}})
 	for _, withKey := range []bool{true, false} {
 		t.Run(map[bool]string{true: "with the CA key", false: "without the CA key"}[withKey], func(t *testing.T) {
 			t.Parallel()
