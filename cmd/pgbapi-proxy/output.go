@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"os/user"
 	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
@@ -49,9 +51,32 @@ func reportInit(sio *stdio, asJSON bool, steps []pki.Step, test string, err erro
 	}
 	printSteps(sio, steps)
 	if err == nil {
+		if hint := serviceKeysHint(steps); hint != "" {
+			fmt.Fprintf(sio.out, "\n%s\n", hint)
+		}
 		fmt.Fprintf(sio.out, "\nTest it: %s\n", test)
 	}
 	return err
+}
+
+// serviceKeysHint says what a packaged host needs after init made a new
+// intermediate or server key as root: the service user must own them again
+// (the package's own script does it) before serve picks them up.
+func serviceKeysHint(steps []pki.Step) string {
+	// The package's own script (which sets this) gives the keys back next.
+	if os.Geteuid() != 0 || os.Getenv("PGBAPI_PROXY_MAINTAINER_SCRIPT") != "" {
+		return ""
+	}
+	for _, s := range steps {
+		if (s.Action == pki.Replaced || s.Action == pki.Created) && (s.What == "server intermediate CA" || s.What == "server certificate") {
+			if _, err := user.Lookup("pgbapi-proxy"); err != nil {
+				return ""
+			}
+			return "The new keys are root's. On a packaged host, give the service its keys and restart it:\n" +
+				"  dpkg-reconfigure pgbapi-proxy   (deb)   or   dnf reinstall pgbapi-proxy   (rpm)"
+		}
+	}
+	return ""
 }
 
 // issueOutput is issue-client --json.

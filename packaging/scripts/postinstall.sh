@@ -27,7 +27,8 @@ done
 TPA=${PGBAPI_PROXY_TPA_DIR:-/etc/tpa/pg-backup-api}
 STATE=${PGBAPI_PROXY_STATE_DIR:-/var/lib/pgbapi-proxy}
 
-if ! pgbapi-proxy init; then
+# (Tells init that this script gives the service its keys right after.)
+if ! PGBAPI_PROXY_MAINTAINER_SCRIPT=1 pgbapi-proxy init; then
 	echo "pgbapi-proxy: 'pgbapi-proxy init' failed (see above); fix the cause, run it again, then 'systemctl restart pgbapi-proxy'" >&2
 	exit 1
 fi
