@@ -18,10 +18,16 @@ import (
 )
 
 // BenchmarkHandler is the request hot path: naming, checks, metrics,
-// access log and the reverse proxy to a keep-alive upstream, without TLS.
+// access log and the reverse proxy, without TLS, to a keep-alive upstream
+// and to one that closes every connection (as pg-backup-api does).
 func BenchmarkHandler(b *testing.B) {
+	b.Run("keepalive", func(b *testing.B) { benchHandler(b, true) })
+	b.Run("upstream-closes", func(b *testing.B) { benchHandler(b, false) })
+}
+
+func benchHandler(b *testing.B, keepAlive bool) {
 	ca := pkitest.NewCA(b, "bench")
-	up := &proxytest.Upstream{KeepAlive: true}
+	up := &proxytest.Upstream{KeepAlive: keepAlive}
 	upURL, stop, err := up.Start("")
 	if err != nil {
 		b.Fatal(err)

@@ -60,13 +60,26 @@ func newHandler(cfg *Config, m *metrics, snap func() *snapshot) *handler {
 	}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
-		Transport:      newTransport(cfg.UpstreamTimeout),
+		Transport:      upstreamRoundTripper(cfg.Upstream, cfg.UpstreamTimeout),
 		ModifyResponse: h.modifyResponse,
 		ErrorHandler:   h.upstreamError,
 		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		BufferPool:     bufferPool{},
 	}
 	return h
+}
+
+// upstreamRoundTripper is the lean upstreamTransport for a plain-HTTP
+// upstream (pg-backup-api's case), net/http's Transport for https.
+func upstreamRoundTripper(u *url.URL, timeout time.Duration) http.RoundTripper {
+	if u.Scheme != "http" {
+		return newTransport(timeout)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+	}
+	return newUpstreamTransport(net.JoinHostPort(u.Hostname(), port))
 }
 
 // newTransport is the one Transport to the upstream. pg-backup-api closes
