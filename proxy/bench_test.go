@@ -21,13 +21,14 @@ import (
 // access log and the reverse proxy, without TLS, to a keep-alive upstream
 // and to one that closes every connection (as pg-backup-api does).
 func BenchmarkHandler(b *testing.B) {
-	b.Run("keepalive", func(b *testing.B) { benchHandler(b, true) })
-	b.Run("upstream-closes", func(b *testing.B) { benchHandler(b, false) })
+	b.Run("keepalive", func(b *testing.B) { benchHandler(b, true, "/status", 0) })
+	b.Run("keepalive-40KB", func(b *testing.B) { benchHandler(b, true, "/diagnose", 40<<10) })
+	b.Run("upstream-closes", func(b *testing.B) { benchHandler(b, false, "/status", 0) })
 }
 
-func benchHandler(b *testing.B, keepAlive bool) {
+func benchHandler(b *testing.B, keepAlive bool, path string, diagnoseBytes int) {
 	ca := pkitest.NewCA(b, "bench")
-	up := &proxytest.Upstream{KeepAlive: keepAlive}
+	up := &proxytest.Upstream{KeepAlive: keepAlive, DiagnoseBytes: diagnoseBytes}
 	upURL, stop, err := up.Start("")
 	if err != nil {
 		b.Fatal(err)
@@ -54,7 +55,7 @@ func benchHandler(b *testing.B, keepAlive bool) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		req := httptest.NewRequest(http.MethodGet, "https://localhost/status", nil).WithContext(ctx)
+		req := httptest.NewRequest(http.MethodGet, "https://localhost"+path, nil).WithContext(ctx)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		if w.Code != http.StatusOK {

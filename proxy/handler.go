@@ -46,6 +46,9 @@ type exchange struct {
 	audit    *audit // for requests that may create an operation
 	release  func() // frees the upstream slot; safe to call twice
 	rc       *http.ResponseController
+	// answer is the buffered answer (from a pool), answerReader reads it.
+	answer       *[]byte
+	answerReader bytes.Reader
 }
 
 type exchangeKey struct{}
@@ -149,6 +152,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), exchangeKey{}, ex), h.upTimeout)
 	defer cancel()
 	h.proxy.ServeHTTP(rec, r.WithContext(ctx))
+	if ex.answer != nil {
+		putAnswerBuf(ex.answer) // written to the client by now
+	}
 }
 
 // allowed checks the client against the current snapshot: not revoked,
@@ -294,12 +300,37 @@ func (h *handler) modifyResponse(resp *http.Response) error {
 }
 
 // bufferAnswer reads an answer of up to maxAnswer bytes into memory and
-// frees the upstream slot. A larger one streams and keeps its slot.
+// frees the upstream slot. A larger one streams and keeps its slot. An
+// answer with a Content-Length (pg-backup-api always sends one) is read
+// into a pooled buffer of that size, given back when the exchange ends.
 func (h *handler) bufferAnswer(resp *http.Response, ex *exchange) error {
 	if resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength > h.maxAnswer {
 		if resp.ContentLength == 0 {
 			ex.release()
 		}
+		return nil
+	}
+	if resp.ContentLength >= 0 {
+		buf := getAnswerBuf(int(resp.ContentLength))
+		_, err := io.ReadFull(resp.Body, *buf)
+		if err == nil {
+			// The end, seen: the connection may carry another answer.
+			var one [1]byte
+			if _, err = resp.Body.Read(one[:]); err == io.EOF {
+				err = nil
+			} else if err == nil {
+				err = errors.New("more than its Content-Length")
+			}
+		}
+		if err != nil {
+			putAnswerBuf(buf)
+			return fmt.Errorf("%w: %w", errCutAnswer, err)
+		}
+		resp.Body.Close()
+		ex.release()
+		ex.answer = buf
+		ex.answerReader.Reset(*buf)
+		resp.Body = io.NopCloser(&ex.answerReader)
 		return nil
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, h.maxAnswer+1))
@@ -317,12 +348,41 @@ func (h *handler) bufferAnswer(resp *http.Response, ex *exchange) error {
 	resp.Body.Close()
 	ex.release()
 	resp.Body = io.NopCloser(bytes.NewReader(data))
-	if resp.ContentLength < 0 {
-		resp.ContentLength = int64(len(data))
-		resp.TransferEncoding = nil
-		resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
-	}
+	resp.ContentLength = int64(len(data))
+	resp.TransferEncoding = nil
+	resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
 	return nil
+}
+
+// Answer buffers come from two pools: up to 4 KiB (/status, operation
+// states) and up to 64 KiB (/diagnose); larger answers get their own.
+var (
+	smallAnswers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+	largeAnswers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+)
+
+func getAnswerBuf(n int) *[]byte {
+	var b *[]byte
+	switch {
+	case n <= 4<<10:
+		b = smallAnswers.Get().(*[]byte)
+	case n <= 64<<10:
+		b = largeAnswers.Get().(*[]byte)
+	default:
+		s := make([]byte, n)
+		return &s
+	}
+	*b = (*b)[:n]
+	return b
+}
+
+func putAnswerBuf(b *[]byte) {
+	switch cap(*b) {
+	case 4 << 10:
+		smallAnswers.Put(b)
+	case 64 << 10:
+		largeAnswers.Put(b)
+	}
 }
 
 // errCutAnswer is an upstream answer that ended before its end.

@@ -254,10 +254,8 @@ func (c *upConn) release(keep bool) {
 		return
 	}
 	c.stopCtx = nil
-	if c.SetDeadline(time.Time{}) != nil {
-		c.close()
-		return
-	}
+	// The deadline stays: the next roundTrip sets its own before using
+	// the connection (one system call less per request).
 	c.tr.putIdle(c)
 }
 
