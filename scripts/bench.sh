@@ -1,12 +1,14 @@
 #!/bin/bash
-# make bench: pgbapi-proxy against nginx (when installed), same machine,
-# same run. The proxy under test is pinned to CPU 0; the load generator and
-# the stand-in upstream to CPU 1. The figure that counts is requests per
-# CPU-second of the proxy (its utime+stime from /proc), since on 2 cores
-# the load generator saturates first. Also peak RSS (VmHWM).
+# make bench: pgbapi-proxy against nginx and HAProxy (when installed), same
+# machine, same run. The proxy under test is pinned to CPU 0; the load
+# generator and the stand-in upstreams to CPU 1. The figure that counts is
+# requests per CPU-second of the proxy (its utime+stime from /proc), since
+# on 2 cores the load generator saturates first. Also peak RSS (VmHWM), and
+# the latency pgbapi-proxy adds in front of a slow, one-at-a-time upstream.
 #
-# BENCH_QUICK=1 for a short run. Results go to bench-results/, and the
-# path is printed at the end.
+# BENCH_QUICK=1 for a short run; BENCH_PROFILE=1 also saves a CPU profile
+# of pgbapi-proxy per case. Results go to bench-results/, and the path is
+# printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,26 +19,26 @@ DUR=${BENCH_DURATION:-10s}
 [ "${BENCH_QUICK:-}" = 1 ] && DUR=3s
 CONNS=${BENCH_CONNECTIONS:-32}
 HS_CONNS=${BENCH_HANDSHAKE_CONNECTIONS:-8}
-# warn: the proxy writes no access line, as nginx with access_log off.
-# BENCH_LOG_LEVEL=info measures with its (batched) access log on.
-LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
+# info: pgbapi-proxy writes its (batched) access log, as in production;
+# BENCH_LOG_LEVEL=warn measures it without (nginx and HAProxy log nothing).
+LOG_LEVEL=${BENCH_LOG_LEVEL:-info}
 CPU_PROXY=${CPU_PROXY:-0}
 CPU_LOAD=${CPU_LOAD:-1}
 TICK=$(getconf CLK_TCK)
 
 WORK=$(mktemp -d /tmp/pgbapi-bench.XXXXXX)
 mkdir -p bench-results
-OUT=bench-results/bench-$(date -u +%Y%m%dT%H%M%SZ).txt
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=bench-results/bench-$STAMP.txt
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 log() { echo "$@" | tee -a "$OUT"; }
 
-# free_port: a TCP port on 127.0.0.1 that nothing listens on now, from the
-# kernel (bind to port 0), so that make bench runs next to anything else.
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-UP_KA=$(free_port) UP_CLOSE=$(free_port) P_TLS=$(free_port) P_ADMIN=$(free_port) N_TLS=$(free_port)
+# free_ports N: N distinct free TCP ports on 127.0.0.1, one a line (bound
+# to :0 by the kernel, then let go).
+free_ports() { "$GEN" --free-ports "$1"; }
 
 # cpu_ticks PID...: utime+stime of the processes, in clock ticks.
 cpu_ticks() {
@@ -52,70 +54,99 @@ hwm_kb() { local sum=0 p; for p in "$@"; do sum=$((sum + $(awk '/VmHWM/ {print $
 
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
 
-# measure NAME PIDS URL MODE CONNS PKI: one case, one line of results.
-measure() {
-	local name=$1 pids_m=$2 url=$3 mode=$4 conns=$5 pki=$6
-	local before after json rps req cpu per
-	before=$(cpu_ticks $pids_m)
-	json=$(taskset -c "$CPU_LOAD" "$GEN" --url "$url" --mode "$mode" --connections "$conns" --duration "$DUR" \
+json_field() { echo "$1" | sed "s/.*\"$2\":\([0-9.]*\).*/\1/"; }
+
+# bench_json URL MODE CONNS PKI LABEL: run the load generator, print its JSON line.
+bench_json() {
+	local url=$1 mode=$2 conns=$3 pki=$4 label=$5
+	taskset -c "$CPU_LOAD" "$GEN" --url "$url" --mode "$mode" --connections "$conns" --duration "$DUR" \
 		--cert "$pki/tpa/pg-backup-user.crt" --key "$pki/tpa/pg-backup-user.key" --cacert "$pki/tpa/root.crt" \
-		--server-name localhost --label "$name" | tail -n 1)
+		--server-name localhost --label "$label" | tail -n 1
+}
+
+# measure NAME PIDS URL MODE CONNS PKI [PPROF_ADDR]: one case, one line of
+# results; prints requests per CPU-second of PIDS.
+measure() {
+	local name=$1 pids_m=$2 url=$3 mode=$4 conns=$5 pki=$6 pprof=${7:-}
+	local before after json rps req cpu per errs p99 prof_pid=
+	if [ -n "$pprof" ] && [ "${BENCH_PROFILE:-}" = 1 ]; then
+		curl -s -o "bench-results/profile-$STAMP-${name//[^a-zA-Z0-9-]/_}.pb.gz" \
+			"http://$pprof/debug/pprof/profile?seconds=$(( ${DUR%s} > 3 ? ${DUR%s} - 2 : 1 ))" & prof_pid=$!
+	fi
+	before=$(cpu_ticks $pids_m)
+	json=$(bench_json "$url" "$mode" "$conns" "$pki" "$name")
 	after=$(cpu_ticks $pids_m)
-	req=$(echo "$json" | sed 's/.*"requests":\([0-9]*\).*/\1/')
-	rps=$(echo "$json" | sed 's/.*"rps":\([0-9.]*\).*/\1/')
-	errs=$(echo "$json" | sed 's/.*"errors":\([0-9]*\).*/\1/')
-	p99=$(echo "$json" | sed 's/.*"p99_ms":\([0-9.]*\).*/\1/')
+	[ -n "$prof_pid" ] && wait "$prof_pid"
+	req=$(json_field "$json" requests)
+	rps=$(json_field "$json" rps)
+	errs=$(json_field "$json" errors)
+	p99=$(json_field "$json" p99_ms)
 	cpu=$(awk -v a="$after" -v b="$before" -v t="$TICK" 'BEGIN { printf "%.2f", (a - b) / t }')
 	per=$(awk -v r="$req" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", r / c; else print 0 }')
-	printf "%-44s %9.0f req/s %8s errors  p99 %7s ms  %6s CPU-s  %8s req/CPU-s\n" "$name" "$rps" "$errs" "$p99" "$cpu" "$per" | tee -a "$OUT" >&2
+	printf "%-46s %9.0f req/s %8s errors  p99 %7s ms  %6s CPU-s  %8s req/CPU-s\n" "$name" "$rps" "$errs" "$p99" "$cpu" "$per" | tee -a "$OUT" >&2
 	echo "$per"
 }
 
 "$UP" --help >/dev/null 2>&1 || true
 for kt in ecdsa-p256 rsa-2048; do
-	"$BIN" init --tpa-dir "$WORK/$kt/tpa" --state-dir "$WORK/$kt/state" --cluster-name bench --hostname localhost --ip 127.0.0.1 --key-type "$kt" --no-system-trust >/dev/null
+	"$BIN" init --tpa-dir "$WORK/$kt/tpa" --state-dir "$WORK/$kt/state" --cluster-name bench --hostname localhost --ip 127.0.0.1 \
+		--key-type "$kt" --no-system-trust >/dev/null
 done
 
-# Stand-in upstreams on CPU 1: keep-alive (fast) and Connection: close (as pg-backup-api).
+mapfile -t PORTS < <(free_ports 8)
+UP_KA=${PORTS[0]} UP_CLOSE=${PORTS[1]} UP_SLOW=${PORTS[2]} P_TLS=${PORTS[3]} P_ADMIN=${PORTS[4]} N_TLS=${PORTS[5]} H_TLS=${PORTS[6]}
+
+# Stand-in upstreams on CPU 1: keep-alive (fast), Connection: close (as
+# pg-backup-api), and slow, one request at a time, closing (as
+# pg-backup-api under gunicorn's single worker running a Barman command).
 taskset -c "$CPU_LOAD" "$UP" --listen 127.0.0.1:$UP_KA --keepalive --diagnose-bytes 40960 2>/dev/null & pids+=($!)
 taskset -c "$CPU_LOAD" "$UP" --listen 127.0.0.1:$UP_CLOSE --diagnose-bytes 40960 2>/dev/null & pids+=($!)
-wait_port $UP_KA; wait_port $UP_CLOSE
+taskset -c "$CPU_LOAD" "$UP" --listen 127.0.0.1:$UP_SLOW --delay 300ms --delay-path /diagnose --one-at-a-time 2>/dev/null & pids+=($!)
+wait_port $UP_KA; wait_port $UP_CLOSE; wait_port $UP_SLOW
 
 NGINX=$(command -v nginx || true)
-log "# pgbapi-proxy bench, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-NGINX_VERSION="not installed"
+HAPROXY=$(command -v haproxy || true)
+NGINX_VERSION="not installed"; HAPROXY_VERSION="not installed"
 [ -n "$NGINX" ] && NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/.*: //')
-log "# $("$BIN" version); nginx: $NGINX_VERSION; duration $DUR per case; pgbapi-proxy --log-level $LOG_LEVEL, nginx access_log off; proxy on CPU $CPU_PROXY, load and upstream on CPU $CPU_LOAD"
+[ -n "$HAPROXY" ] && HAPROXY_VERSION=$("$HAPROXY" -v 2>&1 | head -n1 | awk '{print $3}')
+log "# pgbapi-proxy bench, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+log "# $("$BIN" version); nginx: $NGINX_VERSION; HAProxy: $HAPROXY_VERSION; duration $DUR per case; proxy on CPU $CPU_PROXY, load and upstream on CPU $CPU_LOAD"
+log "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 log ""
 
-declare -A RES
-for kt in ecdsa-p256 rsa-2048; do
-	pki="$WORK/$kt"
-	# pgbapi-proxy
+# start_pgbapi PKI UPSTREAM_PORT LOG [FLAGS...]: serve at $LOG_LEVEL (info:
+# access log on, batched, to LOG), no rules file; sets ppid.
+start_pgbapi() {
+	local pki=$1 upport=$2 logf=$3
+	shift 3
 	taskset -c "$CPU_PROXY" "$BIN" serve --tpa-dir "$pki/tpa" --state-dir "$pki/state" --listen 127.0.0.1:$P_TLS \
-		--admin-listen 127.0.0.1:$P_ADMIN --upstream http://127.0.0.1:$UP_KA --access-file= --log-level "$LOG_LEVEL" 2>"$WORK/proxy-$kt.log" & ppid=$!
+		--admin-listen 127.0.0.1:$P_ADMIN --upstream http://127.0.0.1:$upport --access-file= --log-level "$LOG_LEVEL" --admin-pprof "$@" 2>>"$logf" & ppid=$!
 	pids+=($ppid)
 	wait_port $P_TLS
-	if [ "$kt" = ecdsa-p256 ]; then
-		RES[p,ka]=$(measure "pgbapi-proxy keep-alive /status" "$ppid" https://localhost:$P_TLS/status keepalive "$CONNS" "$pki")
-		RES[p,big]=$(measure "pgbapi-proxy keep-alive 40KB /diagnose" "$ppid" https://localhost:$P_TLS/diagnose keepalive "$CONNS" "$pki")
-	fi
-	RES[p,hs,$kt]=$(measure "pgbapi-proxy handshake $kt" "$ppid" https://localhost:$P_TLS/status handshake "$HS_CONNS" "$pki")
-	RES[p,hwm,$kt]=$(hwm_kb $ppid)
-	kill $ppid; wait $ppid 2>/dev/null || true
-	if [ "$kt" = ecdsa-p256 ]; then
-		taskset -c "$CPU_PROXY" "$BIN" serve --tpa-dir "$pki/tpa" --state-dir "$pki/state" --listen 127.0.0.1:$P_TLS \
-			--admin-listen 127.0.0.1:$P_ADMIN --upstream http://127.0.0.1:$UP_CLOSE --access-file= --log-level "$LOG_LEVEL" 2>>"$WORK/proxy-$kt.log" & ppid=$!
-		pids+=($ppid)
-		wait_port $P_TLS
-		RES[p,close]=$(measure "pgbapi-proxy keep-alive, upstream closes" "$ppid" https://localhost:$P_TLS/status keepalive "$CONNS" "$pki")
-		kill $ppid; wait $ppid 2>/dev/null || true
-	fi
+}
 
-	[ -n "$NGINX" ] || continue
-	nd="$WORK/nginx-$kt"
-	mkdir -p "$nd/logs"
-	cat >"$nd/nginx.conf" <<CONF
+declare -A RES
+CASES="ka big close hs"
+for kt in ecdsa-p256 rsa-2048; do
+	pki="$WORK/$kt"
+	# pgbapi-proxy, without the in-flight limit (nginx and HAProxy have none).
+	start_pgbapi "$pki" $UP_KA "$WORK/proxy-$kt.log" --upstream-max-inflight 0
+	RES[p,ka,$kt]=$(measure "pgbapi-proxy $kt keep-alive /status" "$ppid" https://localhost:$P_TLS/status keepalive "$CONNS" "$pki" 127.0.0.1:$P_ADMIN)
+	RES[p,big,$kt]=$(measure "pgbapi-proxy $kt keep-alive 40KB /diagnose" "$ppid" https://localhost:$P_TLS/diagnose keepalive "$CONNS" "$pki" 127.0.0.1:$P_ADMIN)
+	RES[p,hs,$kt]=$(measure "pgbapi-proxy $kt handshake" "$ppid" https://localhost:$P_TLS/status handshake "$HS_CONNS" "$pki" 127.0.0.1:$P_ADMIN)
+	hwm1=$(hwm_kb $ppid)
+	kill $ppid; wait $ppid 2>/dev/null || true
+	start_pgbapi "$pki" $UP_CLOSE "$WORK/proxy-$kt.log" --upstream-max-inflight 0
+	RES[p,close,$kt]=$(measure "pgbapi-proxy $kt keep-alive, upstream closes" "$ppid" https://localhost:$P_TLS/status keepalive "$CONNS" "$pki" 127.0.0.1:$P_ADMIN)
+	hwm2=$(hwm_kb $ppid)
+	RES[p,hwm,$kt]=$((hwm1 > hwm2 ? hwm1 : hwm2))
+	kill $ppid; wait $ppid 2>/dev/null || true
+	RES[p,loglines,$kt]=$(grep -c 'msg=request' "$WORK/proxy-$kt.log" || true)
+
+	if [ -n "$NGINX" ]; then
+		nd="$WORK/nginx-$kt"
+		mkdir -p "$nd/logs"
+		cat >"$nd/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
 pid $nd/nginx.pid;
@@ -139,29 +170,85 @@ http {
 	}
 }
 CONF
-	taskset -c "$CPU_PROXY" "$NGINX" -p "$nd" -c "$nd/nginx.conf" 2>>"$nd/logs/error.log" & npid=$!
-	pids+=($npid)
-	wait_port $N_TLS
-	worker=$(pgrep -P $npid | head -n1)
-	if [ "$kt" = ecdsa-p256 ]; then
-		RES[n,ka]=$(measure "nginx keep-alive /status" "$npid $worker" https://localhost:$N_TLS/status keepalive "$CONNS" "$pki")
-		RES[n,big]=$(measure "nginx keep-alive 40KB /diagnose" "$npid $worker" https://localhost:$N_TLS/diagnose keepalive "$CONNS" "$pki")
-		RES[n,close]=$(measure "nginx keep-alive, upstream closes" "$npid $worker" https://localhost:$N_TLS/close/status keepalive "$CONNS" "$pki")
+		taskset -c "$CPU_PROXY" "$NGINX" -p "$nd" -c "$nd/nginx.conf" 2>>"$nd/logs/error.log" & npid=$!
+		pids+=($npid)
+		wait_port $N_TLS
+		worker=$(pgrep -P $npid | head -n1)
+		RES[n,ka,$kt]=$(measure "nginx $kt keep-alive /status" "$npid $worker" https://localhost:$N_TLS/status keepalive "$CONNS" "$pki")
+		RES[n,big,$kt]=$(measure "nginx $kt keep-alive 40KB /diagnose" "$npid $worker" https://localhost:$N_TLS/diagnose keepalive "$CONNS" "$pki")
+		RES[n,close,$kt]=$(measure "nginx $kt keep-alive, upstream closes" "$npid $worker" https://localhost:$N_TLS/close/status keepalive "$CONNS" "$pki")
+		RES[n,hs,$kt]=$(measure "nginx $kt handshake" "$npid $worker" https://localhost:$N_TLS/status handshake "$HS_CONNS" "$pki")
+		RES[n,hwm,$kt]=$(hwm_kb $npid $worker)
+		kill $npid; wait $npid 2>/dev/null || true
 	fi
-	RES[n,hs,$kt]=$(measure "nginx handshake $kt" "$npid $worker" https://localhost:$N_TLS/status handshake "$HS_CONNS" "$pki")
-	RES[n,hwm,$kt]=$(hwm_kb $npid $worker)
-	kill $npid; wait $npid 2>/dev/null || true
+
+	if [ -n "$HAPROXY" ]; then
+		hd="$WORK/haproxy-$kt"
+		mkdir -p "$hd"
+		cat "$pki/tpa/pg-backup-api.crt" "$pki/tpa/pg-backup-api.key" >"$hd/server.pem"
+		cat >"$hd/haproxy.cfg" <<CONF
+global
+	nbthread 1
+	maxconn 4096
+	ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+	mode http
+	timeout connect 5s
+	timeout client 60s
+	timeout server 120s
+	http-reuse always
+frontend tls
+	bind 127.0.0.1:$H_TLS ssl crt $hd/server.pem ca-file $pki/tpa/root.crt verify required
+	use_backend api_close if { path_beg /close/ }
+	default_backend api_keepalive
+backend api_keepalive
+	server up 127.0.0.1:$UP_KA
+backend api_close
+	http-request set-path %[path,regsub(^/close/,/)]
+	server up 127.0.0.1:$UP_CLOSE
+CONF
+		taskset -c "$CPU_PROXY" "$HAPROXY" -db -f "$hd/haproxy.cfg" >"$hd/log" 2>&1 & hpid=$!
+		pids+=($hpid)
+		wait_port $H_TLS
+		RES[h,ka,$kt]=$(measure "HAProxy $kt keep-alive /status" "$hpid" https://localhost:$H_TLS/status keepalive "$CONNS" "$pki")
+		RES[h,big,$kt]=$(measure "HAProxy $kt keep-alive 40KB /diagnose" "$hpid" https://localhost:$H_TLS/diagnose keepalive "$CONNS" "$pki")
+		RES[h,close,$kt]=$(measure "HAProxy $kt keep-alive, upstream closes" "$hpid" https://localhost:$H_TLS/close/status keepalive "$CONNS" "$pki")
+		RES[h,hs,$kt]=$(measure "HAProxy $kt handshake" "$hpid" https://localhost:$H_TLS/status handshake "$HS_CONNS" "$pki")
+		RES[h,hwm,$kt]=$(hwm_kb $hpid)
+		kill $hpid; wait $hpid 2>/dev/null || true
+	fi
 done
 
-ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+# Added latency: one client, one request at a time, against the slow
+# upstream (300 ms per /diagnose, one at a time), directly and through
+# pgbapi-proxy in its default configuration (--upstream-max-inflight 1).
+pki="$WORK/ecdsa-p256"
+direct=$(taskset -c "$CPU_LOAD" "$GEN" --url http://127.0.0.1:$UP_SLOW/diagnose --mode keepalive --connections 1 --duration "$DUR" --label direct | tail -n 1)
+start_pgbapi "$pki" $UP_SLOW "$WORK/proxy-latency.log"
+proxied=$(bench_json https://localhost:$P_TLS/diagnose keepalive 1 "$pki" proxied)
+kill $ppid; wait $ppid 2>/dev/null || true
+
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }'; }
 log ""
-log "requests per CPU-second of the proxy (higher is better); ratio = pgbapi-proxy / nginx"
-log "$(printf '%-34s %14s %14s %8s' case pgbapi-proxy nginx ratio)"
-for c in ka:keep-alive\ GET\ /status big:keep-alive\ GET\ 40KB\ JSON close:keep-alive,\ upstream\ closes hs,ecdsa-p256:handshake\ ECDSA\ P-256 hs,rsa-2048:handshake\ RSA\ 2048; do
-	k=${c%%:*}; name=${c#*:}
-	log "$(printf '%-34s %14s %14s %8s' "$name" "${RES[p,$k]:-}" "${RES[n,$k]:--}" "$(ratio "${RES[p,$k]:-}" "${RES[n,$k]:-}")")"
+log "requests per CPU-second of the proxy (higher is better); ratios relative to nginx in this run"
+log "$(printf '%-38s %12s %10s %10s %9s %9s' case pgbapi-proxy HAProxy nginx pgbapi/ng HAP/ng)"
+for kt in ecdsa-p256 rsa-2048; do
+	for c in ka:keep-alive\ GET\ /status big:keep-alive\ GET\ 40KB\ JSON close:keep-alive,\ upstream\ closes hs:new\ handshake\ per\ request; do
+		k=${c%%:*}; name="${c#*:} ($kt)"
+		p=${RES[p,$k,$kt]:-}; h=${RES[h,$k,$kt]:-}; n=${RES[n,$k,$kt]:-}
+		log "$(printf '%-38s %12s %10s %10s %9s %9s' "$name" "$p" "${h:--}" "${n:--}" "$(ratio "$p" "$n")" "$(ratio "$h" "$n")")"
+	done
+	p=${RES[p,hwm,$kt]:-}; h=${RES[h,hwm,$kt]:-}; n=${RES[n,hwm,$kt]:-}
+	log "$(printf '%-38s %9s kB %7s kB %7s kB %9s %9s' "peak RSS (VmHWM), $kt run" "$p" "${h:--}" "${n:--}" "$(ratio "$p" "$n")" "$(ratio "$h" "$n")")"
 done
-log "$(printf '%-34s %11s kB %11s kB %8s' 'peak RSS (VmHWM), ECDSA run' "${RES[p,hwm,ecdsa-p256]}" "${RES[n,hwm,ecdsa-p256]:--}" "$(ratio "${RES[p,hwm,ecdsa-p256]}" "${RES[n,hwm,ecdsa-p256]:-}")")"
-log "$(printf '%-34s %11s kB %11s kB %8s' 'peak RSS (VmHWM), RSA run' "${RES[p,hwm,rsa-2048]}" "${RES[n,hwm,rsa-2048]:--}" "$(ratio "${RES[p,hwm,rsa-2048]}" "${RES[n,hwm,rsa-2048]:-}")")"
+log "(pgbapi-proxy: --upstream-max-inflight 0, --log-level $LOG_LEVEL: ${RES[p,loglines,ecdsa-p256]:-0} + ${RES[p,loglines,rsa-2048]:-0} access log lines written; nginx and HAProxy: no access log)"
+log ""
+log "added latency, one client, /diagnose from an upstream taking 300 ms, one request at a time (pgbapi-proxy defaults: --upstream-max-inflight 1)"
+dp50=$(json_field "$direct" p50_ms); dp99=$(json_field "$direct" p99_ms); pp50=$(json_field "$proxied" p50_ms); pp99=$(json_field "$proxied" p99_ms)
+log "$(printf '%-14s %10s %10s %10s' '' 'p50 ms' 'p99 ms' requests)"
+log "$(printf '%-14s %10s %10s %10s' direct "$dp50" "$dp99" "$(json_field "$direct" requests)")"
+log "$(printf '%-14s %10s %10s %10s' pgbapi-proxy "$pp50" "$pp99" "$(json_field "$proxied" requests)")"
+log "$(printf '%-14s %10s %10s' added "$(awk -v a="$pp50" -v b="$dp50" 'BEGIN{printf "%.2f", a-b}')" "$(awk -v a="$pp99" -v b="$dp99" 'BEGIN{printf "%.2f", a-b}')")"
+log "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "results: $OUT"

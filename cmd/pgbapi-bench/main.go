@@ -2,7 +2,9 @@
 // client certificate against pgbapi-proxy (or nginx, for comparison),
 // either over N kept-alive connections or with a full TLS handshake per
 // request (no session resumption). It prints requests per second, errors
-// and latency percentiles, and a JSON line for scripts.
+// and latency percentiles, and a JSON line for scripts. An http:// URL
+// (keepalive mode only) measures an upstream directly, without TLS.
+// --free-ports N prints N free loopback ports, one a line, for the script.
 package main
 
 import (
@@ -56,7 +58,15 @@ func main() {
 	flag.StringVar(&o.label, "label", "", "label for the JSON line")
 	flag.IntVar(&o.conns, "connections", 16, "concurrent connections (workers)")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to run")
+	freePorts := flag.Int("free-ports", 0, "print this many free TCP ports on 127.0.0.1 and exit")
 	flag.Parse()
+	if *freePorts > 0 {
+		if err := printFreePorts(*freePorts); err != nil {
+			fmt.Fprintln(os.Stderr, "pgbapi-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	res, err := run(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgbapi-bench:", err)
@@ -73,8 +83,11 @@ func main() {
 
 func run(o options) (*result, error) {
 	u, err := url.Parse(o.url)
+	if err == nil && u.Scheme == "http" && o.mode == "keepalive" {
+		return measure(o, keepAlive(o, &http.Transport{MaxIdleConnsPerHost: o.conns, MaxConnsPerHost: o.conns, DisableCompression: true}))
+	}
 	if err != nil || u.Scheme != "https" {
-		return nil, fmt.Errorf("--url must be an https URL")
+		return nil, fmt.Errorf("--url must be an https URL (or http:// in keepalive mode)")
 	}
 	cert, err := tls.LoadX509KeyPair(o.cert, o.key)
 	if err != nil {
@@ -98,15 +111,7 @@ func run(o options) (*result, error) {
 	var one func() (int64, error)
 	switch o.mode {
 	case "keepalive":
-		tr := &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: o.conns, MaxConnsPerHost: o.conns, DisableCompression: true}
-		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-		one = func() (int64, error) {
-			resp, err := client.Get(o.url)
-			if err != nil {
-				return 0, err
-			}
-			return drain(resp)
-		}
+		one = keepAlive(o, &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: o.conns, MaxConnsPerHost: o.conns, DisableCompression: true})
 	case "handshake":
 		path := u.RequestURI()
 		host := u.Host
@@ -130,7 +135,43 @@ func run(o options) (*result, error) {
 	default:
 		return nil, fmt.Errorf("--mode %q: use keepalive or handshake", o.mode)
 	}
+	return measure(o, one)
+}
 
+// keepAlive GETs the URL over kept-alive connections.
+func keepAlive(o options, tr *http.Transport) func() (int64, error) {
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	return func() (int64, error) {
+		resp, err := client.Get(o.url)
+		if err != nil {
+			return 0, err
+		}
+		return drain(resp)
+	}
+}
+
+// printFreePorts binds n ports on 127.0.0.1 at once (so they differ),
+// prints them and lets them go.
+func printFreePorts(n int) error {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		ls = append(ls, l)
+		fmt.Println(l.Addr().(*net.TCPAddr).Port)
+	}
+	return nil
+}
+
+// measure runs one from o.conns workers for o.duration.
+func measure(o options, one func() (int64, error)) (*result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
 	defer cancel()
 	var (
