@@ -140,6 +140,15 @@ func (s *Static) Leaf() (*x509.Certificate, error) { return s.cert.Load().Leaf, 
 // store, and hand each new one on (see pki.StoreServedCert). Reload picks
 // up a new intermediate or new names that init recorded (SIGHUP): the
 // certificate for them is obtained before it replaces the served one.
+//
+// When the PKI's key type is RSA, each renewer also keeps an ECDSA P-256
+// companion certificate (same names, same intermediate, same lifetime,
+// renewed the same way, stored apart in certmagic-ecdsa/ and never handed
+// on to the TPA directory) and serves it to clients that support it, as
+// nginx and HAProxy do with two certificates: an ECDSA handshake costs
+// the server several times less than an RSA one. Clients that support
+// only RSA get the RSA certificate; so does everyone when the companion
+// is missing or not valid now.
 type Managed struct {
 	o        Options
 	renewals *prometheus.CounterVec
@@ -153,6 +162,17 @@ type renewer struct {
 	magic   *certmagic.Config
 	subject string
 	signer  string // what the signer signs with and for, to see a change
+
+	ecdsaCache *certmagic.Cache  // nil without the companion
+	ecdsa      *certmagic.Config // nil without the companion
+}
+
+// stop ends the renewer's background renewals, the companion's too.
+func (r *renewer) stop() {
+	r.cache.Stop()
+	if r.ecdsaCache != nil {
+		r.ecdsaCache.Stop()
+	}
 }
 
 // newManaged obtains a certificate if none is stored yet; renewals then
@@ -216,7 +236,52 @@ func (m *Managed) start(ctx context.Context, signer *pki.ServerSigner) (*renewer
 		r.cache.Stop()
 		return nil, fmt.Errorf("obtaining the server certificate from the intermediate: %w", err)
 	}
+	if meta.KeyType == pki.RSA2048 || meta.KeyType == pki.RSA4096 {
+		m.startCompanion(ctx, r, issuer, zlog)
+	}
 	return r, nil
+}
+
+// startCompanion obtains and keeps renewed the ECDSA P-256 companion of
+// r's RSA certificate. Failing to is not fatal: the RSA certificate is
+// served to everyone, and the log says why.
+func (m *Managed) startCompanion(ctx context.Context, r *renewer, issuer *intermediateIssuer, zlog *zap.Logger) {
+	l, lifetime, log := m.o.Layout, m.o.Lifetime, m.o.Log
+	var magic *certmagic.Config
+	cache := certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
+		RenewCheckInterval: min(certmagic.DefaultRenewCheckInterval, max(lifetime/12, time.Second)),
+		OCSPCheckInterval:  24 * time.Hour,
+		Logger:             zlog,
+	})
+	magic = certmagic.New(cache, certmagic.Config{
+		RenewalWindowRatio: 1.0 / 3,
+		Issuers:            []certmagic.Issuer{issuer},
+		KeySource:          certmagic.StandardKeyGenerator{KeyType: certmagic.P256},
+		Storage:            &certmagic.FileStorage{Path: filepath.Join(l.ServerStore(), "certmagic-ecdsa")},
+		OCSP:               certmagic.OCSPConfig{DisableStapling: true},
+		DisableARI:         true,
+		DefaultServerName:  r.subject,
+		FallbackServerName: r.subject,
+		Logger:             zlog,
+		OnEvent: func(_ context.Context, event string, data map[string]any) error {
+			switch event {
+			case "cert_obtained":
+				m.renewals.WithLabelValues("ok").Inc()
+				log.Info("ECDSA companion server certificate obtained (served to clients that support ECDSA)")
+			case "cert_failed":
+				m.renewals.WithLabelValues("failed").Inc()
+				log.Error("obtaining the ECDSA companion server certificate failed; RSA-only until it works", "err", data["error"])
+			}
+			return nil
+		},
+	})
+	if err := magic.ManageSync(ctx, []string{r.subject}); err != nil {
+		cache.Stop()
+		log.Warn("no ECDSA companion server certificate; every client gets the RSA one", "err", err)
+		return
+	}
+	r.ecdsaCache, r.ecdsa = cache, magic
 }
 
 // signerID names what a signer signs with and for.
@@ -246,7 +311,7 @@ func (m *Managed) Reload() error {
 		return err
 	}
 	old := m.cur.Swap(r)
-	old.cache.Stop()
+	old.stop()
 	m.o.Log.Info("serving a certificate for the names init recorded", "names", strings.Join(signer.Hostnames, ","), "ips", fmt.Sprint(signer.IPs))
 	return nil
 }
@@ -354,9 +419,33 @@ func exportServed(l pki.Layout, log *slog.Logger) {
 	}
 }
 
-// GetCertificate serves certmagic's current certificate.
+// GetCertificate serves certmagic's current certificate: the ECDSA
+// companion to a client that supports it, while it is valid; else the
+// main one.
 func (m *Managed) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return m.cur.Load().magic.GetCertificate(hello)
+	r := m.cur.Load()
+	if r.ecdsa != nil {
+		if c, err := r.ecdsa.GetCertificate(hello); err == nil && c != nil && validNow(c) && hello.SupportsCertificate(c) == nil {
+			return c, nil
+		}
+	}
+	return r.magic.GetCertificate(hello)
+}
+
+// validNow reports whether a certificate's leaf is within its validity.
+func validNow(c *tls.Certificate) bool {
+	leaf := c.Leaf
+	if leaf == nil {
+		if len(c.Certificate) == 0 {
+			return false
+		}
+		var err error
+		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return false
+		}
+	}
+	now := time.Now()
+	return now.After(leaf.NotBefore) && now.Before(leaf.NotAfter)
 }
 
 // Leaf is the newest certificate certmagic holds for the host.
@@ -382,7 +471,7 @@ func (m *Managed) Leaf() (*x509.Certificate, error) {
 }
 
 // Stop ends the background renewals.
-func (m *Managed) Stop() { m.cur.Load().cache.Stop() }
+func (m *Managed) Stop() { m.cur.Load().stop() }
 
 // intermediateIssuer is the certmagic Issuer that signs with the cluster's
 // server-only intermediate. It never talks to the network.

@@ -3,8 +3,10 @@ package servercert
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -132,4 +134,50 @@ func TestManagedReloadServesANewName(t *testing.T) {
 	got, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "barman2.example.com"})
 	require.NoError(t, err)
 	assert.Contains(t, got.Leaf.DNSNames, "barman2.example.com")
+}
+
+// An RSA PKI also gets an ECDSA companion certificate, served to clients
+// that support ECDSA; an RSA-only client still gets the RSA one, and the
+// TPA directory keeps the RSA pair.
+func TestManagedServesAnECDSACompanionOnRSA(t *testing.T) {
+	dir := t.TempDir()
+	l := pki.Layout{TPADir: filepath.Join(dir, "tpa"), StateDir: filepath.Join(dir, "state")}
+	_, err := pki.Init(pki.InitOptions{Layout: l, Cluster: "test", Hostnames: []string{"localhost"}, KeyType: pki.RSA2048, ServerDays: 90, ClientDays: 365})
+	require.NoError(t, err)
+	src, err := Open(context.Background(), options(l, pki.Days(pki.DefaultServerDays)))
+	require.NoError(t, err)
+	m := src.(*Managed)
+	defer m.Stop()
+	require.NotNil(t, m.cur.Load().ecdsa, "an RSA PKI gets the companion")
+	roots, err := pki.LoadCerts(l.RootCert())
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	pool.AddCert(roots[0])
+
+	served := func(client *tls.Config) x509.PublicKeyAlgorithm {
+		c, s := net.Pipe()
+		defer c.Close()
+		defer s.Close()
+		go tls.Server(s, &tls.Config{GetCertificate: src.GetCertificate}).Handshake() //nolint:errcheck // the client side reports
+		client.RootCAs, client.ServerName = pool, "localhost"
+		tc := tls.Client(c, client)
+		require.NoError(t, tc.Handshake())
+		return tc.ConnectionState().PeerCertificates[0].PublicKeyAlgorithm
+	}
+	assert.Equal(t, x509.ECDSA, served(&tls.Config{}), "a client that supports ECDSA gets the companion")
+	assert.Equal(t, x509.RSA, served(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}}),
+		"an RSA-only client gets the RSA certificate")
+	installed, err := pki.LoadCerts(l.ServerCert())
+	require.NoError(t, err)
+	assert.Equal(t, x509.RSA, installed[0].PublicKeyAlgorithm, "pg-backup-api.crt stays the RSA one")
+	leaf, err := src.Leaf()
+	require.NoError(t, err)
+	assert.Equal(t, x509.RSA, leaf.PublicKeyAlgorithm)
+
+	// An ECDSA PKI has no companion.
+	e := newPKI(t)
+	src2, err := Open(context.Background(), options(e, pki.Days(pki.DefaultServerDays)))
+	require.NoError(t, err)
+	defer src2.(*Managed).Stop()
+	assert.Nil(t, src2.(*Managed).cur.Load().ecdsa)
 }
