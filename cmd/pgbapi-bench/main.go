@@ -31,6 +31,7 @@ type options struct {
 	url, cert, key, cacert, serverName, mode, label string
 	conns                                           int
 	duration                                        time.Duration
+	rsaOnly                                         bool
 }
 
 type result struct {
@@ -58,6 +59,7 @@ func main() {
 	flag.StringVar(&o.label, "label", "", "label for the JSON line")
 	flag.IntVar(&o.conns, "connections", 16, "concurrent connections (workers)")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to run")
+	flag.BoolVar(&o.rsaOnly, "rsa-only", false, "offer only TLS 1.2 ECDHE-RSA cipher suites: a client that cannot take an ECDSA server certificate")
 	freePorts := flag.Int("free-ports", 0, "print this many free TCP ports on 127.0.0.1 and exit")
 	flag.Parse()
 	if *freePorts > 0 {
@@ -107,6 +109,10 @@ func run(o options) (*result, error) {
 	tlsCfg := &tls.Config{
 		RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: o.serverName,
 		SessionTicketsDisabled: true, ClientSessionCache: nil, MinVersion: tls.VersionTLS12,
+	}
+	if o.rsaOnly {
+		tlsCfg.MaxVersion = tls.VersionTLS12
+		tlsCfg.CipherSuites = []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256}
 	}
 	var one func() (int64, error)
 	switch o.mode {
