@@ -82,7 +82,7 @@ func upstreamRoundTripper(u *url.URL, timeout time.Duration) http.RoundTripper {
 	if port == "" {
 		port = "80"
 	}
-	return newUpstreamTransport(net.JoinHostPort(u.Hostname(), port))
+	return newUpstreamTransport(net.JoinHostPort(u.Hostname(), port), timeout)
 }
 
 // newTransport is the one Transport to the upstream. pg-backup-api closes
@@ -149,8 +149,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.metrics.inflight.Inc()
 	defer h.metrics.inflight.Dec()
-	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), exchangeKey{}, ex), h.upTimeout)
-	defer cancel()
+	ctx := context.WithValue(r.Context(), exchangeKey{}, ex)
+	if _, lean := h.proxy.Transport.(*upstreamTransport); !lean {
+		// The lean transport applies upTimeout itself, without a timer.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.upTimeout)
+		defer cancel()
+	}
 	h.proxy.ServeHTTP(rec, r.WithContext(ctx))
 	if ex.answer != nil {
 		putAnswerBuf(ex.answer) // written to the client by now
@@ -392,15 +397,16 @@ var errCutAnswer = errors.New("the answer broke off")
 // slow, 502 otherwise. A client that went away gets nothing.
 func (h *handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	var ne net.Error
+	timeout := errors.As(err, &ne) && ne.Timeout()
 	switch {
-	case errors.Is(err, errCutAnswer) && r.Context().Err() == nil:
+	case errors.Is(err, errCutAnswer) && r.Context().Err() == nil && !timeout:
 		h.metrics.upstream.WithLabelValues("cut").Inc()
 		h.log.Warn("pg-backup-api's answer broke off", "path", cut(r.URL.Path), "err", err)
 		jsonError(w, http.StatusBadGateway, "pg-backup-api's answer broke off")
 	case errors.Is(context.Cause(r.Context()), context.Canceled):
 		h.log.Info("client went away before the upstream answered", "path", cut(r.URL.Path), "err", err)
 		w.WriteHeader(499) // nginx's "client closed request", for the log and metrics
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+	case errors.Is(err, context.DeadlineExceeded), timeout:
 		h.metrics.upstream.WithLabelValues("timeout").Inc()
 		h.log.Warn("pg-backup-api did not answer in time", "path", cut(r.URL.Path), "err", err)
 		jsonError(w, http.StatusGatewayTimeout, "pg-backup-api did not answer in time")

@@ -29,9 +29,10 @@ import (
 //     reused idle connection turned out to be closed before any byte of
 //     an answer came back; a POST (or any other method) always gets a
 //     fresh connection and is never resent;
-//   - the request's context bounds everything (dial, write, answer
-//     headers and body), through the connection's deadline, and a client
-//     that goes away cancels the exchange;
+//   - timeout, or the request context's deadline if earlier, bounds
+//     everything (dial, write, answer headers and body) through the
+//     connection's deadline (no timer per request), and a client that
+//     goes away (the context ends) cancels the exchange at once;
 //   - answer headers are bounded (maxHeader bytes), as are 1xx answers
 //     (at most max1xx, each passed to the client through httptrace, as
 //     ReverseProxy expects); 101 Switching Protocols is refused.
@@ -39,6 +40,7 @@ type upstreamTransport struct {
 	addr      string
 	dialer    net.Dialer
 	maxHeader int64
+	timeout   time.Duration // for the whole exchange, when the context has no earlier deadline; 0: none
 
 	mu   sync.Mutex
 	idle []*upConn // most recently used last
@@ -71,8 +73,8 @@ var connBufs = sync.Pool{New: func() any {
 	return c
 }}
 
-func newUpstreamTransport(addr string) *upstreamTransport {
-	return &upstreamTransport{addr: addr, dialer: net.Dialer{Timeout: 5 * time.Second}, maxHeader: 1 << 20}
+func newUpstreamTransport(addr string, timeout time.Duration) *upstreamTransport {
+	return &upstreamTransport{addr: addr, dialer: net.Dialer{Timeout: 5 * time.Second}, maxHeader: 1 << 20, timeout: timeout}
 }
 
 // errUpgrade refuses a protocol switch: pg-backup-api has none.
@@ -80,12 +82,19 @@ var errUpgrade = errors.New("pg-backup-api answered 101 Switching Protocols, whi
 
 func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	replayable := isIdempotent(req.Method) && (req.Body == nil || req.Body == http.NoBody)
+	var deadline time.Time
+	if t.timeout > 0 {
+		deadline = time.Now().Add(t.timeout)
+	}
+	if d, ok := req.Context().Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
 	for {
-		c, err := t.conn(req.Context(), replayable)
+		c, err := t.conn(req.Context(), replayable, deadline)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.roundTrip(req)
+		resp, err := c.roundTrip(req, deadline)
 		if err == nil {
 			return resp, nil
 		}
@@ -102,13 +111,15 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 }
 
 // conn is an idle connection (only for a replayable request) or a new one.
-func (t *upstreamTransport) conn(ctx context.Context, replayable bool) (*upConn, error) {
+func (t *upstreamTransport) conn(ctx context.Context, replayable bool, deadline time.Time) (*upConn, error) {
 	if replayable {
 		if c := t.takeIdle(); c != nil {
 			return c, nil
 		}
 	}
-	nc, err := t.dialer.DialContext(ctx, "tcp", t.addr)
+	d := t.dialer
+	d.Deadline = deadline
+	nc, err := d.DialContext(ctx, "tcp", t.addr)
 	if err != nil {
 		return nil, err
 	}
@@ -172,13 +183,9 @@ type staleError struct{ err error }
 func (e staleError) Error() string { return e.err.Error() }
 func (e staleError) Unwrap() error { return e.err }
 
-func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
+func (c *upConn) roundTrip(req *http.Request, deadline time.Time) (*http.Response, error) {
 	ctx := req.Context()
-	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d) //nolint:errcheck // a closed conn fails below
-	} else {
-		c.SetDeadline(time.Time{}) //nolint:errcheck // as above
-	}
+	c.SetDeadline(deadline) //nolint:errcheck // a closed conn fails below
 	// A client that goes away, or the context's end, interrupts the
 	// exchange at once; no goroutine unless that happens.
 	nc := c.Conn

@@ -80,7 +80,7 @@ const okClose = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r
 func TestUpstreamTransportReuse(t *testing.T) {
 	keep := startRaw(t, func(int64, *http.Request) (string, bool) { return okKeep, false })
 	closing := startRaw(t, func(int64, *http.Request) (string, bool) { return okClose, true })
-	tr := newUpstreamTransport(keep.l.Addr().String())
+	tr := newUpstreamTransport(keep.l.Addr().String(), 0)
 	for range 5 {
 		_, body, err := get(t, tr, context.Background(), "GET", keep.l.Addr().String())
 		require.NoError(t, err)
@@ -88,7 +88,7 @@ func TestUpstreamTransportReuse(t *testing.T) {
 	}
 	assert.Equal(t, int64(1), keep.conns.Load(), "a keep-alive upstream's connection is reused")
 
-	tr = newUpstreamTransport(closing.l.Addr().String())
+	tr = newUpstreamTransport(closing.l.Addr().String(), 0)
 	for range 5 {
 		_, body, err := get(t, tr, context.Background(), "GET", closing.l.Addr().String())
 		require.NoError(t, err)
@@ -105,7 +105,7 @@ func TestUpstreamTransportStaleConnection(t *testing.T) {
 	// Answers keep-alive, then hangs up after each answer without saying so.
 	u := startRaw(t, func(int64, *http.Request) (string, bool) { return okKeep, true })
 	addr := u.l.Addr().String()
-	tr := newUpstreamTransport(addr)
+	tr := newUpstreamTransport(addr, 0)
 	_, _, err := get(t, tr, context.Background(), "GET", addr)
 	require.NoError(t, err)
 	time.Sleep(50 * time.Millisecond) // the close reaches us
@@ -127,7 +127,7 @@ func TestUpstreamTransportStaleConnection(t *testing.T) {
 		}
 		return okKeep, false
 	})
-	tr = newUpstreamTransport(posts.l.Addr().String())
+	tr = newUpstreamTransport(posts.l.Addr().String(), 0)
 	_, _, err = get(t, tr, context.Background(), "GET", posts.l.Addr().String())
 	require.NoError(t, err)
 	_, _, err = get(t, tr, context.Background(), "POST", posts.l.Addr().String())
@@ -143,7 +143,7 @@ func TestUpstreamTransportInformational(t *testing.T) {
 	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
 		Got1xxResponse: func(code int, h textproto.MIMEHeader) error { got = append(got, code); return nil },
 	})
-	resp, body, err := get(t, newUpstreamTransport(u.l.Addr().String()), ctx, "GET", u.l.Addr().String())
+	resp, body, err := get(t, newUpstreamTransport(u.l.Addr().String(), 0), ctx, "GET", u.l.Addr().String())
 	require.NoError(t, err)
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, `"OK"`, body)
@@ -152,13 +152,13 @@ func TestUpstreamTransportInformational(t *testing.T) {
 	many := startRaw(t, func(int64, *http.Request) (string, bool) {
 		return strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", 10) + okClose, true
 	})
-	_, _, err = get(t, newUpstreamTransport(many.l.Addr().String()), context.Background(), "GET", many.l.Addr().String())
+	_, _, err = get(t, newUpstreamTransport(many.l.Addr().String(), 0), context.Background(), "GET", many.l.Addr().String())
 	assert.ErrorContains(t, err, "informational")
 
 	upgrade := startRaw(t, func(int64, *http.Request) (string, bool) {
 		return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", true
 	})
-	_, _, err = get(t, newUpstreamTransport(upgrade.l.Addr().String()), context.Background(), "GET", upgrade.l.Addr().String())
+	_, _, err = get(t, newUpstreamTransport(upgrade.l.Addr().String(), 0), context.Background(), "GET", upgrade.l.Addr().String())
 	assert.ErrorIs(t, err, errUpgrade)
 }
 
@@ -166,7 +166,7 @@ func TestUpstreamTransportBounds(t *testing.T) {
 	huge := startRaw(t, func(int64, *http.Request) (string, bool) {
 		return "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", 2<<20) + "\r\nContent-Length: 0\r\n\r\n", true
 	})
-	_, _, err := get(t, newUpstreamTransport(huge.l.Addr().String()), context.Background(), "GET", huge.l.Addr().String())
+	_, _, err := get(t, newUpstreamTransport(huge.l.Addr().String(), 0), context.Background(), "GET", huge.l.Addr().String())
 	assert.ErrorContains(t, err, "headers are over")
 
 	// An upstream that never answers: the context's deadline ends it,
@@ -186,8 +186,15 @@ func TestUpstreamTransportBounds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, _, err = get(t, newUpstreamTransport(silent.Addr().String()), ctx, "GET", silent.Addr().String())
+	_, _, err = get(t, newUpstreamTransport(silent.Addr().String(), 0), ctx, "GET", silent.Addr().String())
 	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	assert.True(t, ne.Timeout())
+	assert.Less(t, time.Since(start), 2*time.Second)
+
+	// The transport's own timeout, without a context deadline.
+	start = time.Now()
+	_, _, err = get(t, newUpstreamTransport(silent.Addr().String(), 200*time.Millisecond), context.Background(), "GET", silent.Addr().String())
 	require.ErrorAs(t, err, &ne)
 	assert.True(t, ne.Timeout())
 	assert.Less(t, time.Since(start), 2*time.Second)
@@ -196,7 +203,7 @@ func TestUpstreamTransportBounds(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start = time.Now()
-	_, _, err = get(t, newUpstreamTransport(silent.Addr().String()), ctx, "GET", silent.Addr().String())
+	_, _, err = get(t, newUpstreamTransport(silent.Addr().String(), 0), ctx, "GET", silent.Addr().String())
 	require.Error(t, err)
 	assert.Less(t, time.Since(start), 2*time.Second)
 }
