@@ -430,9 +430,11 @@ func (h *handler) done(r *http.Request, rec *recorder, ex *exchange) {
 	route, method := ex.target.routeLabel(), ex.target.methodLabel()
 	h.metrics.requests.WithLabelValues(route, method, strconv.Itoa(status), client).Inc()
 	h.metrics.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
-	h.log.Info("request",
-		"client", client, "method", cut(r.Method), "path", cut(ex.target.path), "status", status,
-		"bytes", rec.bytes, "duration_ms", ms(elapsed), "upstream_ms", ms(ex.upstream), "remote", r.RemoteAddr)
+	// LogAttrs: typed attributes, no boxing of each value (same line).
+	h.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("client", client), slog.String("method", cut(r.Method)), slog.String("path", cut(ex.target.path)),
+		slog.Int("status", status), slog.Int64("bytes", rec.bytes), slog.Float64("duration_ms", ms(elapsed)),
+		slog.Float64("upstream_ms", ms(ex.upstream)), slog.String("remote", r.RemoteAddr))
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
