@@ -66,10 +66,11 @@ install: build ## install into $(DESTDIR)$(PREFIX): program, man page, completio
 	@echo "Installed. To set up as the packages do (service user, init, permissions, service), run as root:"
 	@echo "  sh packaging/scripts/preinstall.sh install && sh packaging/scripts/postinstall.sh configure"
 
-bench: build ## pgbapi-proxy against nginx, proxy pinned to CPU 0 (BENCH_QUICK=1: short); installs nginx when root and missing
+bench: build ## pgbapi-proxy against nginx and HAProxy, proxy pinned to CPU 0 (BENCH_QUICK=1: short); installs nginx and haproxy when root and missing
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BUILD)/pgbapi-bench ./cmd/pgbapi-bench
-	@if ! command -v nginx >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; fi
+	@for p in nginx haproxy; do \
+		if ! command -v $$p >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$p >/dev/null; fi; done
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./proxy
 	BIN=$(BIN) GEN=$(BUILD)/pgbapi-bench UP=$(BUILD)/demo-upstream ./scripts/bench.sh
 
