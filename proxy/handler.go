@@ -29,6 +29,7 @@ type handler struct {
 	maxBody      int64
 	maxAnswer    int64
 	proxy        *httputil.ReverseProxy
+	lean         *upstreamTransport // set: requests go through forward, not proxy
 	snap         func() *snapshot
 	limit        *limiter
 	metrics      *metrics
@@ -68,6 +69,10 @@ func newHandler(cfg *Config, m *metrics, snap func() *snapshot) *handler {
 		ErrorHandler:   h.upstreamError,
 		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		BufferPool:     bufferPool{},
+	}
+	if t, ok := h.proxy.Transport.(*upstreamTransport); ok && (h.upstream.Path == "" || h.upstream.Path == "/") &&
+		h.upstream.RawQuery == "" && h.upstream.User == nil {
+		h.lean = t
 	}
 	return h
 }
@@ -149,6 +154,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.metrics.inflight.Inc()
 	defer h.metrics.inflight.Dec()
+	if h.lean != nil {
+		h.forward(rec, r, ex, body)
+		if ex.answer != nil {
+			putAnswerBuf(ex.answer) // written to the client by now
+		}
+		return
+	}
 	ctx := context.WithValue(r.Context(), exchangeKey{}, ex)
 	if _, lean := h.proxy.Transport.(*upstreamTransport); !lean {
 		// The lean transport applies upTimeout itself, without a timer.
@@ -288,6 +300,11 @@ func (h *handler) modifyResponse(resp *http.Response) error {
 	if ex == nil {
 		return nil
 	}
+	return h.finishAnswer(resp, ex)
+}
+
+// finishAnswer is modifyResponse for the exchange ex.
+func (h *handler) finishAnswer(resp *http.Response, ex *exchange) error {
 	ex.upstream = time.Since(ex.started)
 	if loc := resp.Header.Get("Location"); loc != "" {
 		if u, err := url.Parse(loc); err == nil && u.IsAbs() && u.Scheme == h.upstream.Scheme &&

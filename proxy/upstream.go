@@ -84,6 +84,16 @@ var errUpgrade = errors.New("pg-backup-api answered 101 Switching Protocols, whi
 
 func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	replayable := isIdempotent(req.Method) && (req.Body == nil || req.Body == http.NoBody)
+	var got1xx func(int, textproto.MIMEHeader) error
+	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil {
+		got1xx = trace.Got1xxResponse
+	}
+	return t.exchange(req, replayable, req.Write, got1xx)
+}
+
+// exchange sends a request, written by write, and reads the answer to
+// req (whose context and method count). 1xx answers go to got1xx.
+func (t *upstreamTransport) exchange(req *http.Request, replayable bool, write func(io.Writer) error, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
 	var deadline time.Time
 	if t.timeout > 0 {
 		deadline = time.Now().Add(t.timeout)
@@ -96,7 +106,7 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.roundTrip(req, deadline)
+		resp, err := c.roundTrip(req, deadline, write, got1xx)
 		if err == nil {
 			return resp, nil
 		}
@@ -185,20 +195,19 @@ type staleError struct{ err error }
 func (e staleError) Error() string { return e.err.Error() }
 func (e staleError) Unwrap() error { return e.err }
 
-func (c *upConn) roundTrip(req *http.Request, deadline time.Time) (*http.Response, error) {
+func (c *upConn) roundTrip(req *http.Request, deadline time.Time, write func(io.Writer) error, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
 	ctx := req.Context()
 	c.SetDeadline(deadline) //nolint:errcheck // a closed conn fails below
 	// A client that goes away, or the context's end, interrupts the
 	// exchange at once; no goroutine unless that happens.
 	nc := c.Conn
 	c.stopCtx = context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) }) //nolint:errcheck // as above
-	if err := req.Write(c.bw); err != nil {
+	if err := write(c.bw); err != nil {
 		return nil, staleError{err}
 	}
 	if err := c.bw.Flush(); err != nil {
 		return nil, staleError{err}
 	}
-	trace := httptrace.ContextClientTrace(ctx)
 	for n := 0; ; n++ {
 		c.lr.N = c.tr.maxHeader
 		if _, err := c.br.Peek(1); err != nil {
@@ -222,8 +231,8 @@ func (c *upConn) roundTrip(req *http.Request, deadline time.Time) (*http.Respons
 			if n >= max1xx {
 				return nil, fmt.Errorf("pg-backup-api sent more than %d informational answers", max1xx)
 			}
-			if trace != nil && trace.Got1xxResponse != nil {
-				if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+			if got1xx != nil {
+				if err := got1xx(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
 					return nil, err
 				}
 			}
