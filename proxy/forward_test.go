@@ -82,3 +82,28 @@ func TestListedIn(t *testing.T) {
 	}
 	assert.False(t, listedIn(nil, "X-A"))
 }
+
+// An upstream under a base path goes through ReverseProxy (with the lean
+// transport) and keeps the same rules.
+func TestUpstreamWithABasePath(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *Trust) {
+		u := *c.Upstream
+		u.Path = "/base"
+		c.Upstream = &u
+	})
+	require.Nil(t, h.srv.handler.lean)
+	pem := h.ca.Client(t, "pem")
+	req, err := http.NewRequest("GET", h.url("/status"), nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Client-Cert-CN", "admin")
+	req.Header.Set("Idempotency-Key", "k1")
+	resp, err := h.client(&pem).Do(req)
+	require.NoError(t, err)
+	io.Copy(io.Discard, resp.Body) //nolint:errcheck // test
+	resp.Body.Close()
+	assert.Equal(t, "/base/status", h.up.LastPath())
+	got := h.up.LastHeader()
+	assert.Equal(t, "pem", got.Get(ClientHeader))
+	assert.Equal(t, "https", got.Get("X-Forwarded-Proto"))
+	assert.Equal(t, "k1", got.Get("Idempotency-Key"))
+}
