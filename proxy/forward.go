@@ -24,22 +24,9 @@ import (
 // answer never looks complete. Trailers are not passed on (pg-backup-api
 // sends none).
 func (h *handler) forward(w *recorder, r *http.Request, ex *exchange, body []byte) {
-	write := func(wr io.Writer) error {
-		bw := wr.(*bufio.Writer)
-		h.writeRequest(bw, r, ex, body)
-		return nil // write errors show at Flush
-	}
-	got1xx := func(code int, header textproto.MIMEHeader) error {
-		dst := w.Header()
-		for k, vv := range header {
-			dst[k] = append(dst[k], vv...)
-		}
-		w.WriteHeader(code)
-		clear(dst)
-		return nil
-	}
+	ex.h, ex.w, ex.r, ex.body = h, w, r, body
 	replayable := isIdempotent(r.Method) && len(body) == 0
-	resp, err := h.lean.exchange(r, replayable, write, got1xx)
+	resp, err := h.lean.exchange(r, replayable, ex)
 	if err != nil {
 		h.upstreamError(w, r, err)
 		return
@@ -53,7 +40,11 @@ func (h *handler) forward(w *recorder, r *http.Request, ex *exchange, body []byt
 	removeHopByHop(resp.Header)
 	dst := w.Header()
 	for k, vv := range resp.Header {
-		dst[k] = append(dst[k], vv...)
+		if len(dst[k]) == 0 {
+			dst[k] = vv // resp.Header is ours and read no more: no copy
+		} else {
+			dst[k] = append(dst[k], vv...)
+		}
 	}
 	w.WriteHeader(resp.StatusCode)
 	if ex.answer != nil {
@@ -81,9 +72,11 @@ func (h *handler) forward(w *recorder, r *http.Request, ex *exchange, body []byt
 	}
 }
 
-// writeRequest writes the upstream request: request line, Host, the
-// client's headers that may pass, what the proxy states, and the body.
-func (h *handler) writeRequest(bw *bufio.Writer, r *http.Request, ex *exchange, body []byte) {
+// writeRequest writes the upstream request (ex is the outgoing request of
+// forward): request line, Host, the client's headers that may pass, what
+// the proxy states, and the body. Write errors show at Flush.
+func (ex *exchange) writeRequest(bw *bufio.Writer) error {
+	h, r, body := ex.h, ex.r, ex.body
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
 	bw.WriteString(r.URL.RequestURI())
@@ -124,6 +117,19 @@ func (h *handler) writeRequest(bw *bufio.Writer, r *http.Request, ex *exchange, 
 	}
 	bw.WriteString("\r\n")
 	bw.Write(body)
+	return nil
+}
+
+// informational passes a 1xx answer on to the client, as ReverseProxy
+// does.
+func (ex *exchange) informational(code int, header textproto.MIMEHeader) error {
+	dst := ex.w.Header()
+	for k, vv := range header {
+		dst[k] = append(dst[k], vv...)
+	}
+	ex.w.WriteHeader(code)
+	clear(dst)
+	return nil
 }
 
 func writeHeader(bw *bufio.Writer, name, value string) {

@@ -50,6 +50,11 @@ type exchange struct {
 	// answer is the buffered answer (from a pool), answerReader reads it.
 	answer       *[]byte
 	answerReader bytes.Reader
+	// For forward, which makes the exchange its outgoing request.
+	h    *handler
+	w    *recorder
+	r    *http.Request
+	body []byte
 }
 
 type exchangeKey struct{}

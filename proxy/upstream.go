@@ -84,16 +84,37 @@ var errUpgrade = errors.New("pg-backup-api answered 101 Switching Protocols, whi
 
 func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	replayable := isIdempotent(req.Method) && (req.Body == nil || req.Body == http.NoBody)
-	var got1xx func(int, textproto.MIMEHeader) error
+	out := &stdRequest{req: req}
 	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil {
-		got1xx = trace.Got1xxResponse
+		out.got1xx = trace.Got1xxResponse
 	}
-	return t.exchange(req, replayable, req.Write, got1xx)
+	return t.exchange(req, replayable, out)
 }
 
-// exchange sends a request, written by write, and reads the answer to
-// req (whose context and method count). 1xx answers go to got1xx.
-func (t *upstreamTransport) exchange(req *http.Request, replayable bool, write func(io.Writer) error, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
+// outgoing writes a request to the upstream and takes its 1xx answers.
+type outgoing interface {
+	writeRequest(*bufio.Writer) error
+	informational(code int, header textproto.MIMEHeader) error
+}
+
+// stdRequest is an *http.Request as an outgoing request (RoundTrip's).
+type stdRequest struct {
+	req    *http.Request
+	got1xx func(int, textproto.MIMEHeader) error
+}
+
+func (s *stdRequest) writeRequest(bw *bufio.Writer) error { return s.req.Write(bw) }
+
+func (s *stdRequest) informational(code int, header textproto.MIMEHeader) error {
+	if s.got1xx == nil {
+		return nil
+	}
+	return s.got1xx(code, header)
+}
+
+// exchange sends out and reads the answer to req (whose context and
+// method count); 1xx answers go to out.
+func (t *upstreamTransport) exchange(req *http.Request, replayable bool, out outgoing) (*http.Response, error) {
 	var deadline time.Time
 	if t.timeout > 0 {
 		deadline = time.Now().Add(t.timeout)
@@ -106,7 +127,7 @@ func (t *upstreamTransport) exchange(req *http.Request, replayable bool, write f
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.roundTrip(req, deadline, write, got1xx)
+		resp, err := c.roundTrip(req, deadline, out)
 		if err == nil {
 			return resp, nil
 		}
@@ -195,14 +216,14 @@ type staleError struct{ err error }
 func (e staleError) Error() string { return e.err.Error() }
 func (e staleError) Unwrap() error { return e.err }
 
-func (c *upConn) roundTrip(req *http.Request, deadline time.Time, write func(io.Writer) error, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
+func (c *upConn) roundTrip(req *http.Request, deadline time.Time, out outgoing) (*http.Response, error) {
 	ctx := req.Context()
 	c.SetDeadline(deadline) //nolint:errcheck // a closed conn fails below
 	// A client that goes away, or the context's end, interrupts the
 	// exchange at once; no goroutine unless that happens.
 	nc := c.Conn
 	c.stopCtx = context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) }) //nolint:errcheck // as above
-	if err := write(c.bw); err != nil {
+	if err := out.writeRequest(c.bw); err != nil {
 		return nil, staleError{err}
 	}
 	if err := c.bw.Flush(); err != nil {
@@ -231,10 +252,8 @@ func (c *upConn) roundTrip(req *http.Request, deadline time.Time, write func(io.
 			if n >= max1xx {
 				return nil, fmt.Errorf("pg-backup-api sent more than %d informational answers", max1xx)
 			}
-			if got1xx != nil {
-				if err := got1xx(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
-					return nil, err
-				}
+			if err := out.informational(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				return nil, err
 			}
 			continue
 		}
