@@ -58,10 +58,12 @@ json_field() { echo "$1" | sed "s/.*\"$2\":\([0-9.]*\).*/\1/"; }
 
 # bench_json URL MODE CONNS PKI LABEL: run the load generator, print its
 # JSON line. MODE handshake-rsa-only is a handshake per request from a
-# client that offers only TLS 1.2 ECDHE-RSA suites.
+# client that offers only TLS 1.2 ECDHE-RSA suites; handshake-classical
+# from a client that offers no post-quantum hybrid key exchange.
 bench_json() {
 	local url=$1 mode=$2 conns=$3 pki=$4 label=$5 extra=
 	[ "$mode" = handshake-rsa-only ] && mode=handshake extra=--rsa-only
+	[ "$mode" = handshake-classical ] && mode=handshake extra=--classical-kex
 	taskset -c "$CPU_LOAD" "$GEN" --url "$url" --mode "$mode" $extra --connections "$conns" --duration "$DUR" \
 		--cert "$pki/tpa/pg-backup-user.crt" --key "$pki/tpa/pg-backup-user.key" --cacert "$pki/tpa/root.crt" \
 		--server-name localhost --label "$label" | tail -n 1
@@ -138,6 +140,7 @@ for kt in ecdsa-p256 rsa-2048; do
 	RES[p,big,$kt]=$(measure "pgbapi-proxy $kt keep-alive 40KB /diagnose" "$ppid" https://localhost:$P_TLS/diagnose keepalive "$CONNS" "$pki" 127.0.0.1:$P_ADMIN)
 	RES[p,hs,$kt]=$(measure "pgbapi-proxy $kt handshake" "$ppid" https://localhost:$P_TLS/status handshake "$HS_CONNS" "$pki" 127.0.0.1:$P_ADMIN)
 	[ "$kt" = rsa-2048 ] && RES[p,hsrsa,$kt]=$(measure "pgbapi-proxy $kt handshake, RSA-only client" "$ppid" https://localhost:$P_TLS/status handshake-rsa-only "$HS_CONNS" "$pki" 127.0.0.1:$P_ADMIN)
+	[ "$kt" = ecdsa-p256 ] && RES[p,hsclassic,$kt]=$(measure "pgbapi-proxy $kt handshake, classical key exchange" "$ppid" https://localhost:$P_TLS/status handshake-classical "$HS_CONNS" "$pki" 127.0.0.1:$P_ADMIN)
 	hwm1=$(hwm_kb $ppid)
 	kill $ppid; wait $ppid 2>/dev/null || true
 	start_pgbapi "$pki" $UP_CLOSE "$WORK/proxy-$kt.log" --upstream-max-inflight 0
@@ -183,6 +186,7 @@ CONF
 		RES[n,close,$kt]=$(measure "nginx $kt keep-alive, upstream closes" "$npid $worker" https://localhost:$N_TLS/close/status keepalive "$CONNS" "$pki")
 		RES[n,hs,$kt]=$(measure "nginx $kt handshake" "$npid $worker" https://localhost:$N_TLS/status handshake "$HS_CONNS" "$pki")
 		[ "$kt" = rsa-2048 ] && RES[n,hsrsa,$kt]=$(measure "nginx $kt handshake, RSA-only client" "$npid $worker" https://localhost:$N_TLS/status handshake-rsa-only "$HS_CONNS" "$pki")
+		[ "$kt" = ecdsa-p256 ] && RES[n,hsclassic,$kt]=$(measure "nginx $kt handshake, classical key exchange" "$npid $worker" https://localhost:$N_TLS/status handshake-classical "$HS_CONNS" "$pki")
 		RES[n,hwm,$kt]=$(hwm_kb $npid $worker)
 		kill $npid; wait $npid 2>/dev/null || true
 	fi
@@ -220,6 +224,7 @@ CONF
 		RES[h,close,$kt]=$(measure "HAProxy $kt keep-alive, upstream closes" "$hpid" https://localhost:$H_TLS/close/status keepalive "$CONNS" "$pki")
 		RES[h,hs,$kt]=$(measure "HAProxy $kt handshake" "$hpid" https://localhost:$H_TLS/status handshake "$HS_CONNS" "$pki")
 		[ "$kt" = rsa-2048 ] && RES[h,hsrsa,$kt]=$(measure "HAProxy $kt handshake, RSA-only client" "$hpid" https://localhost:$H_TLS/status handshake-rsa-only "$HS_CONNS" "$pki")
+		[ "$kt" = ecdsa-p256 ] && RES[h,hsclassic,$kt]=$(measure "HAProxy $kt handshake, classical key exchange" "$hpid" https://localhost:$H_TLS/status handshake-classical "$HS_CONNS" "$pki")
 		RES[h,hwm,$kt]=$(hwm_kb $hpid)
 		kill $hpid; wait $hpid 2>/dev/null || true
 	fi
@@ -239,16 +244,17 @@ log ""
 log "requests per CPU-second of the proxy (higher is better); ratios relative to nginx in this run"
 log "$(printf '%-38s %12s %10s %10s %9s %9s' case pgbapi-proxy HAProxy nginx pgbapi/ng HAP/ng)"
 for kt in ecdsa-p256 rsa-2048; do
-	for c in ka:keep-alive\ GET\ /status big:keep-alive\ GET\ 40KB\ JSON close:keep-alive,\ upstream\ closes hs:new\ handshake\ per\ request hsrsa:handshake,\ RSA-only\ client; do
+	for c in ka:keep-alive\ GET\ /status big:keep-alive\ GET\ 40KB\ JSON close:keep-alive,\ upstream\ closes hs:new\ handshake\ per\ request hsclassic:handshake,\ classical\ KEX\ client hsrsa:handshake,\ RSA-only\ client; do
 		k=${c%%:*}; name="${c#*:} ($kt)"
 		[ "$k" = hsrsa ] && [ "$kt" != rsa-2048 ] && continue
+		[ "$k" = hsclassic ] && [ "$kt" != ecdsa-p256 ] && continue
 		p=${RES[p,$k,$kt]:-}; h=${RES[h,$k,$kt]:-}; n=${RES[n,$k,$kt]:-}
 		log "$(printf '%-38s %12s %10s %10s %9s %9s' "$name" "$p" "${h:--}" "${n:--}" "$(ratio "$p" "$n")" "$(ratio "$h" "$n")")"
 	done
 	p=${RES[p,hwm,$kt]:-}; h=${RES[h,hwm,$kt]:-}; n=${RES[n,hwm,$kt]:-}
 	log "$(printf '%-38s %9s kB %7s kB %7s kB %9s %9s' "peak RSS (VmHWM), $kt run" "$p" "${h:--}" "${n:--}" "$(ratio "$p" "$n")" "$(ratio "$h" "$n")")"
 done
-log "(rsa-2048 run: pgbapi-proxy also holds an ECDSA P-256 companion certificate and serves it to clients that support ECDSA, as the load generator does; nginx and HAProxy serve the RSA certificate only. The RSA-only client offers TLS 1.2 ECDHE-RSA suites only, so every proxy signs with RSA)"
+log "(rsa-2048 run: pgbapi-proxy also holds an ECDSA P-256 companion certificate and serves it to clients that support ECDSA, as the load generator does; nginx and HAProxy serve the RSA certificate only. The RSA-only client offers TLS 1.2 ECDHE-RSA suites only, so every proxy signs with RSA. The classical-KEX client offers X25519 and P-256 only: Go's default client and server agree on the X25519MLKEM768 hybrid, which nginx 1.22 and HAProxy 2.6 with OpenSSL 3.0 cannot, so among the ECDSA handshake rows only that one compares like with like)"
 log "(pgbapi-proxy: --upstream-max-inflight 0, --log-level $LOG_LEVEL: ${RES[p,loglines,ecdsa-p256]:-0} + ${RES[p,loglines,rsa-2048]:-0} access log lines written; nginx and HAProxy: no access log)"
 log ""
 log "added latency, one client, /diagnose from an upstream taking 300 ms, one request at a time (pgbapi-proxy defaults: --upstream-max-inflight 1)"

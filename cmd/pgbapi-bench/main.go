@@ -31,7 +31,7 @@ type options struct {
 	url, cert, key, cacert, serverName, mode, label string
 	conns                                           int
 	duration                                        time.Duration
-	rsaOnly                                         bool
+	rsaOnly, classicalKEX                           bool
 }
 
 type result struct {
@@ -60,6 +60,7 @@ func main() {
 	flag.IntVar(&o.conns, "connections", 16, "concurrent connections (workers)")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to run")
 	flag.BoolVar(&o.rsaOnly, "rsa-only", false, "offer only TLS 1.2 ECDHE-RSA cipher suites: a client that cannot take an ECDSA server certificate")
+	flag.BoolVar(&o.classicalKEX, "classical-kex", false, "offer only classical key exchanges (X25519, P-256), no post-quantum hybrid: what nginx and HAProxy with OpenSSL 3.0 negotiate anyway")
 	freePorts := flag.Int("free-ports", 0, "print this many free TCP ports on 127.0.0.1 and exit")
 	flag.Parse()
 	if *freePorts > 0 {
@@ -109,6 +110,9 @@ func run(o options) (*result, error) {
 	tlsCfg := &tls.Config{
 		RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: o.serverName,
 		SessionTicketsDisabled: true, ClientSessionCache: nil, MinVersion: tls.VersionTLS12,
+	}
+	if o.classicalKEX {
+		tlsCfg.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
 	}
 	if o.rsaOnly {
 		tlsCfg.MaxVersion = tls.VersionTLS12
