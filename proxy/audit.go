@@ -88,3 +88,15 @@ func (h *handler) auditOperation(resp *http.Response, ex *exchange) {
 	h.log.Info("operation started",
 		"client", ex.id.Name, "serial", ex.id.Serial, "server", cut(server), "type", typ, "operation_id", id)
 }
+
+// auditRequested logs an operation request before it is forwarded, so
+// that the trail holds it whatever becomes of the answer (a 202 adds
+// "operation started" with its id).
+func (h *handler) auditRequested(ex *exchange) {
+	server := ex.audit.server
+	if server == "" {
+		server = "-"
+	}
+	h.log.Info("operation requested",
+		"client", ex.id.Name, "serial", ex.id.Serial, "server", cut(server), "type", ex.audit.operationType())
+}

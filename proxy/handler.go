@@ -156,6 +156,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if isOperationsPost(ex.target) {
 		ex.audit = &audit{server: ex.target.vars["server"], body: body}
+		h.auditRequested(ex)
+		// An operation that reached pg-backup-api may start whether or
+		// not its client waits: its answer is read and audited even
+		// if the client goes away (the upstream timeout still applies).
+		r = r.WithContext(context.WithoutCancel(r.Context()))
 	}
 	h.metrics.inflight.Inc()
 	defer h.metrics.inflight.Dec()
@@ -258,6 +263,8 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	// then: pg-backup-api's own (the development server sends two) must
 	// not reach it as well.
 	pr.Out.Header.Del("Expect")
+	// No protocol switch past the per-request checks.
+	pr.Out.Header.Del("Upgrade")
 	if !isIdempotent(pr.Out.Method) {
 		// These would let net/http resend the request after a failure
 		// on a reused connection: never for an operation.
@@ -288,7 +295,8 @@ func spoofable(name string) bool {
 		return true
 	}
 	n := strings.ToLower(name)
-	for _, p := range []string{"x-forwarded-", "x-client-", "x-ssl-", "ssl-client-", "x-real-ip", "forwarded", "x-original-", "x-remote-"} {
+	for _, p := range []string{"x-forwarded-", "x-client-", "x-ssl-", "ssl-client-", "x-real-ip", "forwarded", "x-original-", "x-remote-",
+		"remote-", "x-auth-", "x-user", "x-rewrite-url", "script-name", "client-cert", "auth-user", "x-proxy-user"} {
 		if strings.HasPrefix(n, p) {
 			return true
 		}

@@ -90,6 +90,13 @@ var router = func() *mux.Router {
 // nameRequest normalises r's path in place and names the request.
 func nameRequest(r *http.Request) *target {
 	t := &target{method: r.Method}
+	if !strings.HasPrefix(r.URL.Path, "/") {
+		// OPTIONS * (and anything else without a path) is no route of
+		// pg-backup-api's; net/http would answer it itself, unlogged.
+		t.path = r.URL.Path
+		t.refusal = &refusal{http.StatusBadRequest, "the request target must be a path starting with /"}
+		return t
+	}
 	clean, ok := mergeSlashes(r.URL.Path)
 	t.path = clean
 	if !ok {

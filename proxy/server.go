@@ -77,6 +77,8 @@ func New(cfg Config, trust *Trust, certs CertSource) (*Server, error) {
 		ErrorLog:          errLog,
 		ConnContext:       withIdentity,
 		ConnState:         s.countConns,
+		// OPTIONS * goes through the handler like any request.
+		DisableGeneralOptionsHandler: true,
 	}
 	s.admin = &http.Server{
 		Handler:           s.adminHandler(),

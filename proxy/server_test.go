@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -124,7 +125,8 @@ func TestSpoofedIdentityHeadersAreDropped(t *testing.T) {
 	reader := h.ca.Client(t, "reader")
 	req, err := http.NewRequest("GET", h.url("/status"), nil)
 	require.NoError(t, err)
-	for _, name := range []string{"X-Client-Cert-CN", "X_Client_Cert_CN", "X_Real_IP", "X_Forwarded_For", "X-Forwarded-For", "Forwarded"} {
+	for _, name := range []string{"X-Client-Cert-CN", "X_Client_Cert_CN", "X_Real_IP", "X_Forwarded_For", "X-Forwarded-For", "Forwarded",
+		"Remote-User", "X-Auth-Request-User", "X-Rewrite-Url", "Script-Name", "Client-Cert-Cn", "Upgrade"} {
 		req.Header[name] = []string{"admin"}
 	}
 	resp, err := h.client(&reader).Do(req)
@@ -455,4 +457,38 @@ func TestConnectionsAreBounded(t *testing.T) {
 		resp.Body.Close()
 		return true
 	}, 5*time.Second, 50*time.Millisecond, "served again once they left")
+}
+
+// An operation whose client goes away while pg-backup-api works on it is
+// still read and audited: the trail never misses an operation started.
+func TestOperationAuditedWhenTheClientLeaves(t *testing.T) {
+	h := newHarness(t, nil)
+	h.up.Delay = time.Second
+	ops := h.ca.Client(t, "ops")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", h.url("/servers/pg/operations"), strings.NewReader(`{"type":"recovery"}`))
+	require.NoError(t, err)
+	_, err = h.client(&ops).Do(req)
+	require.Error(t, err, "the client gave up")
+	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), `msg="operation started" client=ops`) }, 5*time.Second, 50*time.Millisecond)
+	assert.Contains(t, h.logs.String(), `msg="operation requested" client=ops`)
+	assert.True(t, h.hasMetric(t, `pgbapi_proxy_operations_started_total{client="ops",type="recovery"} 1`))
+	assert.Len(t, h.up.Bodies(), 1)
+}
+
+// OPTIONS * is a request like any other: refused (no route), logged and
+// counted, never answered by net/http on its own.
+func TestOptionsStarIsNamed(t *testing.T) {
+	h := newHarness(t, nil)
+	pem := h.ca.Client(t, "pem")
+	conn, err := tls.Dial("tcp", h.addr, &tls.Config{RootCAs: h.ca.Pool(), ServerName: "localhost", Certificates: []tls.Certificate{pem}})
+	require.NoError(t, err)
+	defer conn.Close()
+	io.WriteString(conn, "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck // read below
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	assert.Zero(t, h.up.Requests())
+	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), "method=OPTIONS path=* status=400") }, 2*time.Second, 20*time.Millisecond)
 }
