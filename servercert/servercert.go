@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"sync/atomic"
 	"time"
 
@@ -410,7 +411,8 @@ func (mc *renewer) store(ctx context.Context, l pki.Layout, certPath, keyPath st
 func exportServed(l pki.Layout, log *slog.Logger) {
 	copied, err := pki.ExportServedCert(l, time.Now())
 	switch {
-	case errors.Is(err, fs.ErrPermission):
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		// The packaged service: root's directory, read-only to the unit.
 		log.Debug("the TPA directory is root's: pgbapi-proxy sync-server-cert copies the new certificate there", "err", err)
 	case err != nil:
 		log.Error("the new server certificate was not copied to the TPA directory", "err", err)
