@@ -387,24 +387,39 @@ func CRLNumber(path string) (int64, error) {
 // LoadCRL reads a PEM CRL and checks that root signed it. It returns the
 // revoked serials, as SerialHex prints them.
 func LoadCRL(path string, root *x509.Certificate) (map[string]bool, error) {
+	_, revoked, err := ReadCRL(path, root)
+	return revoked, err
+}
+
+// ErrCRLNotSigned is a CRL that the cluster root did not sign.
+var ErrCRLNotSigned = errors.New("not signed by the cluster CA")
+
+// ReadCRL reads a PEM CRL (without following a link, bounded) and checks
+// that root signed it. It returns its CRL Number (0 when it has none) and
+// the revoked serials, as SerialHex prints them.
+func ReadCRL(path string, root *x509.Certificate) (*big.Int, map[string]bool, error) {
 	data, err := readNoFollow(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "X509 CRL" {
-		return nil, fmt.Errorf("%q holds no PEM X509 CRL", path)
+		return nil, nil, fmt.Errorf("%q holds no PEM X509 CRL", path)
 	}
 	crl, err := x509.ParseRevocationList(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%q: %w", path, err)
+		return nil, nil, fmt.Errorf("%q: %w", path, err)
 	}
 	if err := crl.CheckSignatureFrom(root); err != nil {
-		return nil, fmt.Errorf("%q is not signed by the cluster CA: %w", path, err)
+		return nil, nil, fmt.Errorf("%q is %w: %w", path, ErrCRLNotSigned, err)
+	}
+	number := crl.Number
+	if number == nil {
+		number = new(big.Int)
 	}
 	revoked := make(map[string]bool, len(crl.RevokedCertificateEntries))
 	for _, e := range crl.RevokedCertificateEntries {
 		revoked[SerialHex(&x509.Certificate{SerialNumber: e.SerialNumber})] = true
 	}
-	return revoked, nil
+	return number, revoked, nil
 }

@@ -14,7 +14,6 @@ package pkisource
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -209,35 +208,16 @@ func (l *Loader) loadCRL(first bool) error {
 	return nil
 }
 
-// readCRL reads a PEM CRL and checks that root signed it.
+// readCRL reads a PEM CRL that root signed, refusing one others may write.
 func readCRL(path string, root *x509.Certificate) (*big.Int, map[string]bool, error) {
 	if err := notWritableByOthers(path); err != nil {
 		return nil, nil, err
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "X509 CRL" {
-		return nil, nil, fmt.Errorf("%s holds no PEM X509 CRL", path)
-	}
-	crl, err := x509.ParseRevocationList(block.Bytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := crl.CheckSignatureFrom(root); err != nil {
+	number, revoked, err := pki.ReadCRL(path, root)
+	if errors.Is(err, pki.ErrCRLNotSigned) {
 		return nil, nil, fmt.Errorf("%s is not signed by the cluster root: %w", path, err)
 	}
-	number := crl.Number
-	if number == nil {
-		number = new(big.Int)
-	}
-	revoked := make(map[string]bool, len(crl.RevokedCertificateEntries))
-	for _, e := range crl.RevokedCertificateEntries {
-		revoked[pki.SerialHex(&x509.Certificate{SerialNumber: e.SerialNumber})] = true
-	}
-	return number, revoked, nil
+	return number, revoked, err
 }
 
 // loadRecord reads the revocation record revoke writes (with or without
