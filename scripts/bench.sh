@@ -40,15 +40,15 @@ log() { echo "$@" | tee -a "$OUT"; }
 # to :0 by the kernel, then let go).
 free_ports() { "$GEN" --free-ports "$1"; }
 
-# cpu_ticks PID...: utime+stime of the processes, in clock ticks.
+# cpu_ticks PID...: "UTIME STIME" of the processes, in clock ticks.
 cpu_ticks() {
-	local sum=0 p
+	local usr=0 sys=0 p
 	for p in "$@"; do
 		# fields 14 and 15 of /proc/PID/stat, after the ")" of the name
 		set -- $(sed 's/^.*) //' "/proc/$p/stat")
-		sum=$((sum + ${12} + ${13}))
+		usr=$((usr + ${12})) sys=$((sys + ${13}))
 	done
-	echo $sum
+	echo "$usr $sys"
 }
 hwm_kb() { local sum=0 p; for p in "$@"; do sum=$((sum + $(awk '/VmHWM/ {print $2}' "/proc/$p/status"))); done; echo $sum; }
 
@@ -86,9 +86,13 @@ measure() {
 	rps=$(json_field "$json" rps)
 	errs=$(json_field "$json" errors)
 	p99=$(json_field "$json" p99_ms)
-	cpu=$(awk -v a="$after" -v b="$before" -v t="$TICK" 'BEGIN { printf "%.2f", (a - b) / t }')
+	set -- $before $after
+	cpu=$(awk -v a="$(($3 + $4))" -v b="$(($1 + $2))" -v t="$TICK" 'BEGIN { printf "%.2f", (a - b) / t }')
 	per=$(awk -v r="$req" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", r / c; else print 0 }')
-	printf "%-46s %9.0f req/s %8s errors  p99 %7s ms  %6s CPU-s  %8s req/CPU-s\n" "$name" "$rps" "$errs" "$p99" "$cpu" "$per" | tee -a "$OUT" >&2
+	# CPU per request in microseconds, user space and kernel (system calls,
+	# including the loopback TCP work done inside them).
+	us=$(awk -v r="$req" -v u="$(($3 - $1))" -v s="$(($4 - $2))" -v t="$TICK" 'BEGIN { if (r > 0) printf "%5.1f usr %5.1f sys us/req", u / t / r * 1e6, s / t / r * 1e6; else print "-" }')
+	printf "%-46s %9.0f req/s %8s errors  p99 %7s ms  %6s CPU-s  %8s req/CPU-s  %s\n" "$name" "$rps" "$errs" "$p99" "$cpu" "$per" "$us" | tee -a "$OUT" >&2
 	echo "$per"
 }
 
