@@ -331,7 +331,9 @@ func (r *initRun) rootCopies() error {
 		if !bytes.Equal(cert.Raw, r.root.Raw) {
 			return fmt.Errorf("%q holds a different CA (%s) than the cluster CA (%s); move it away or adopt it with --ca-cert/--ca-key", path, cert.Subject, r.root.Subject)
 		}
-		r.step(Kept, "CA certificate copy", path, "")
+		if !slices.ContainsFunc(r.steps, func(s Step) bool { return s.Path == path }) {
+			r.step(Kept, "CA certificate copy", path, "") // once a file: root.crt may have its line already
+		}
 	}
 	return nil
 }
@@ -441,7 +443,7 @@ func (r *initRun) existingServerCert() error {
 		action = Adopted
 	}
 	if problem == "" {
-		r.step(action, "server certificate", l.ServerCert(), "covers "+describeNames(r.hosts, r.ips))
+		r.step(action, "server certificate", l.ServerCert(), r.coverage(cert))
 		return nil
 	}
 	if r.server == nil {
@@ -450,6 +452,24 @@ func (r *initRun) existingServerCert() error {
 		return nil
 	}
 	return r.replaceServerCert(problem)
+}
+
+// coverage says which names a kept server certificate covers and, of the
+// names recorded for the server, which it does not and what happens to
+// them: with the intermediate, serve issues a certificate for every name;
+// without it, the certificate is served as it is.
+func (r *initRun) coverage(cert *x509.Certificate) string {
+	hosts, ips, _ := certNames(cert)
+	note := "covers " + describeNames(hosts, ips)
+	missing := missingNames(cert, r.hosts, r.ips)
+	switch {
+	case len(missing) == 0:
+	case r.server != nil:
+		note += "; serve will issue one that also covers " + strings.Join(missing, ", ")
+	default:
+		note += "; not " + strings.Join(missing, ", ") + ", recorded for later: the CA key is not on this host, so serve uses this one as it is"
+	}
+	return note
 }
 
 // replaceServerCert keeps the old pair as .old and issues a new one for
@@ -654,7 +674,7 @@ func (r *initRun) meta() error {
 	if err := Replace(r.o.Meta(), data, CertMode, nil); err != nil {
 		return err
 	}
-	r.step(Updated, "PKI settings", r.o.Meta(), "the server certificate now covers "+strings.Join(r.added, ", ")+" too")
+	r.step(Updated, "PKI settings", r.o.Meta(), "names recorded for the server certificate: "+strings.Join(r.added, ", ")+" added")
 	return nil
 }
 
