@@ -165,7 +165,11 @@ func (r *run) files() {
 	sort.Strings(certs)
 	for _, c := range certs {
 		chain, err := pki.LoadCerts(c)
-		if err != nil {
+		switch {
+		case err != nil && !r.pkiFile(c):
+			r.add("files", Warn, err.Error(), "not a file of the PKI (init left it alone) and nothing here uses it; move it out of "+l.TPADir+" if nothing else needs it")
+			continue
+		case err != nil:
 			r.add("files", Fail, err.Error(), r.reissue(c))
 			continue
 		}
@@ -217,7 +221,7 @@ func (r *run) chains() {
 		}
 		if len(missing) > 0 {
 			r.add("chain", Warn, fmt.Sprintf("the server certificate does not cover %s (it covers %s)", strings.Join(missing, ", "), strings.Join(append(server[0].DNSNames, ipStrings(server[0])...), ", ")),
-				"clients that connect by those names will fail; add each with pgbapi-proxy init --hostname NAME (or --ip), which keeps every name the PKI covers")
+				r.uncoveredFix(missing))
 		}
 	}
 	recs, err := pki.ReadInventory(l)
@@ -513,7 +517,13 @@ func (r *run) clientCert() (*tls.Certificate, string, error) {
 	}
 	ca, err := pki.LoadAuthority(r.o.Layout.CAStateCert(), r.o.Layout.CAKey())
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
-		return nil, "no client certificate to test with: run as root where the CA key is, or pass --cert/--key", nil
+		// Without the CA key: the test client, as the documented curl uses.
+		l := r.o.Layout
+		certPath := l.CertIn(l.TPADir, pki.TestClientName)
+		if c, err := tls.LoadX509KeyPair(certPath, l.KeyIn(l.TPADir, pki.TestClientName)); err == nil {
+			return &c, certPath, nil
+		}
+		return nil, "no client certificate to test with: run as root where the CA key is or " + certPath + "'s key is readable, or pass --cert/--key", nil
 	}
 	if err != nil {
 		return nil, "", err

@@ -54,3 +54,40 @@ func shellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// pkiFile reports whether path is one of the PKI's certificates: the
+// root and its copy, the server certificate, one the inventory records,
+// or one with a key beside it.
+func (r *run) pkiFile(path string) bool {
+	l := r.o.Layout
+	path = filepath.Clean(path)
+	switch path {
+	case filepath.Clean(l.RootCert()), filepath.Clean(l.CACert()), filepath.Clean(l.ServerCert()):
+		return true
+	}
+	if fileExists(strings.TrimSuffix(path, ".crt") + ".key") {
+		return true
+	}
+	recs, err := pki.ReadInventory(l)
+	if err != nil {
+		return true // cannot tell: treat it as the PKI's
+	}
+	for _, rec := range recs {
+		if filepath.Clean(rec.Path) == path {
+			return true
+		}
+	}
+	return false
+}
+
+// uncoveredFix says how to get a server certificate that covers the
+// recorded names it misses: where the intermediate is, serve issues one
+// at its next start or reload; elsewhere it comes from the CA's host.
+func (r *run) uncoveredFix(missing []string) string {
+	l := r.o.Layout
+	if fileExists(l.IntermediateKey()) {
+		return "systemctl reload pgbapi-proxy (or restart it): serve issues a certificate for every recorded name"
+	}
+	return "the CA key is not on this host: issue a server certificate for " + strings.Join(missing, ", ") +
+		" (and the names it covers) where it is, copy it to " + l.ServerCert() + "/.key and systemctl reload pgbapi-proxy; clients that use only the covered names are not affected"
+}

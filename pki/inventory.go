@@ -166,6 +166,11 @@ func withLock(l Layout, fn func() error) error {
 	if errors.Is(err, syscall.ELOOP) {
 		return fmt.Errorf("locking the state directory: %q is a symbolic link; remove it (nothing in the PKI follows links there)", l.Lock())
 	}
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Stat(l.StateDir); errors.Is(serr, fs.ErrNotExist) {
+			return fmt.Errorf("no PKI here: the state directory %q does not exist; run 'pgbapi-proxy init' first, or give the --state-dir where it was set up", l.StateDir)
+		}
+	}
 	if err != nil {
 		return needsRoot(fmt.Errorf("locking the state directory: %w", err))
 	}

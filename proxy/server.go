@@ -198,7 +198,11 @@ func Listen(addr string) (net.Listener, error) {
 	}
 	switch {
 	case errors.Is(err, errAddrInUse):
-		return nil, fmt.Errorf("%s: the port is already in use; if Apache still serves the old pg-backup-api site there, disable it (a2dissite / systemctl disable --now httpd or apache2), or choose another port", addr)
+		_, port, _ := net.SplitHostPort(addr)
+		if port == "443" || port == "https" {
+			return nil, fmt.Errorf("%s: the port is already in use; if Apache still serves the old pg-backup-api site there, disable it (a2dissite / systemctl disable --now httpd or apache2), or choose another port", addr)
+		}
+		return nil, fmt.Errorf("%s: the port is already in use (ss -ltnp 'sport = :%s' shows by what); stop that or choose another port", addr, port)
 	case errors.Is(err, errAccess):
 		return nil, fmt.Errorf("%s: permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE (the packaged service has it)", addr)
 	}

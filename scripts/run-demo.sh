@@ -20,16 +20,28 @@ cleanup() { [ -n "$pids" ] && kill $pids 2>/dev/null; wait 2>/dev/null; }
 trap 'cleanup; exit 0' INT TERM
 trap cleanup EXIT
 
-$UPSTREAM_BIN --listen "$UPSTREAM" & pids="$pids $!"
-$BIN serve $PKI --listen "127.0.0.1:$PORT" --admin-listen "$ADMIN" --upstream "http://$UPSTREAM" & pids="$pids $!"
+$UPSTREAM_BIN --listen "$UPSTREAM" & up_pid=$!
+pids="$pids $up_pid"
+$BIN serve $PKI --listen "127.0.0.1:$PORT" --admin-listen "$ADMIN" --upstream "http://$UPSTREAM" & proxy_pid=$!
+pids="$pids $proxy_pid"
 
-# Wait until the proxy says it is ready.
+# Wait until this proxy says it is ready; if it or the demo upstream
+# exited (a busy port, say), stop: the admin port may be another one's.
+not_started() {
+	echo "make run: $1 did not start (its error is above). The ports are PORT=$PORT, ADMIN=$ADMIN and UPSTREAM=$UPSTREAM; choose others with, e.g., PORT=9443 ADMIN=127.0.0.1:9481 UPSTREAM=127.0.0.1:19480 make run" >&2
+	exit 1
+}
 i=0
 until $BIN status --admin-listen "$ADMIN" --timeout 1s >/dev/null 2>&1; do
+	kill -0 "$proxy_pid" 2>/dev/null || not_started pgbapi-proxy
+	kill -0 "$up_pid" 2>/dev/null || not_started "the demo upstream"
 	i=$((i + 1))
 	if [ $i -gt 50 ]; then $BIN status --admin-listen "$ADMIN"; exit 1; fi
 	sleep 0.2
 done
+sleep 0.3 # a proxy that lost a port race exits within milliseconds
+kill -0 "$proxy_pid" 2>/dev/null || not_started pgbapi-proxy
+kill -0 "$up_pid" 2>/dev/null || not_started "the demo upstream"
 
 cat <<MSG
 

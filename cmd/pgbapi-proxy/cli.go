@@ -219,6 +219,9 @@ func oneLine(s string) string {
 // noArgs refuses positional arguments for commands that take none.
 func noArgs(cmd string, args []string) error {
 	if len(args) > 0 {
+		if (cmd == "revoke" || cmd == "issue-client") && !strings.HasPrefix(args[0], "-") {
+			return usagef("%s takes no arguments (got %q); did you mean --name %s? see '%s %s --help'", cmd, args[0], args[0], prog, cmd)
+		}
 		return usagef("%s takes no arguments (got %q); see '%s %s --help'", cmd, args[0], prog, cmd)
 	}
 	return nil

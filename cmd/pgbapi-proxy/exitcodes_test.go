@@ -40,7 +40,7 @@ func TestExitCodes(t *testing.T) {
 		{"init", empty.flags("init", "--cluster-name", "a b", "--hostname", "h"), 2, `--cluster-name: invalid cluster name "a b"`},
 		{"init", empty.flags("init", "--cluster-name", "c", "--hostname", "Bad_Host"), 2, `--hostname: invalid host name "bad_host"`},
 		{"init", empty.flags("init", "--cluster-name", "c", "--hostname", "h", "--ca-cert", "x.crt"), 2, "--ca-cert: the CA certificate and its key go together"},
-		{"init", empty.flags("init", "--key-type", "dsa"), 2, `unknown key type "dsa"`},
+		{"init", empty.flags("init", "--key-type", "dsa"), 2, `--key-type: unknown key type "dsa"`},
 		{"init", empty.flags("init", "--client-days", "ten"), 2, "--client-days"},
 		{"init", []string{"init", "--cluster-name", "c", "--hostname", "h", "--tpa-dir", empty.tpa, "--state-dir", filepath.Join(notDir, "s")}, 1, "not a directory"},
 
@@ -49,13 +49,17 @@ func TestExitCodes(t *testing.T) {
 		{"issue-client", d.flags("issue-client", "--name", "../x"), 2, `--name: invalid client name "../x"`},
 		{"issue-client", d.flags("issue-client", "--name", "root"), 2, `--name: "root" is the name of a file init manages`},
 		{"issue-client", d.flags("issue-client"), 2, "needs --name"},
-		{"issue-client", d.flags("issue-client", "--name", "x", "--key-type", "ed448"), 2, `unknown key type "ed448"`},
+		{"issue-client", d.flags("issue-client", "--name", "x", "--key-type", "ed448"), 2, `--key-type: unknown key type "ed448"`},
+		{"issue-client", d.flags("issue-client", "pem"), 2, "did you mean --name pem?"},
 		{"issue-client", d.flags("issue-client", "--name", "pem"), 1, "use --renew"},
 		{"issue-client", d.flags("issue-client", "--name", "x", "--out", filepath.Join(d.tpa, "nope")), 1, "does not exist"},
 		{"issue-client", empty.flags("issue-client", "--name", "x"), 1, "no PKI here"},
 
 		{"list", d.flags("list", "extra"), 2, "takes no arguments"},
 		{"list", empty.flags("list"), 1, "no PKI here"},
+		{"revoke", empty.flags("revoke", "--name", "pem"), 1, "no PKI here: the state directory"},
+		{"revoke", d.flags("revoke", "pem"), 2, "did you mean --name pem?"},
+		{"serve", empty.flags("serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"), 1, "no PKI here: " + filepath.Join(empty.tpa, "root.crt") + " does not exist; run 'pgbapi-proxy init' first"},
 
 		{"show", d.flags("show"), 2, "show needs one of NAME, --serial SERIAL or --cert FILE"},
 		{"show", d.flags("show", "pem", "--serial", "01"), 2, "show needs one of"},

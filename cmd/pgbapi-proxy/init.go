@@ -114,7 +114,7 @@ func (f *initFlags) run(ctx context.Context, sio *stdio, args []string) error {
 func (f *initFlags) options(ctx context.Context) (pki.InitOptions, error) {
 	kt, err := pki.ParseKeyType(f.keyType)
 	if err != nil {
-		return pki.InitOptions{}, usageError{err.Error()}
+		return pki.InitOptions{}, usagef("--key-type: %v", err)
 	}
 	opts := pki.InitOptions{
 		Layout: *f.layout, Cluster: f.cluster, KeyType: kt,

@@ -106,7 +106,7 @@ func (f *issueClientFlags) options() (opts pki.IssueOptions, rootCopy string, er
 	var kt pki.KeyType
 	if f.keyType != "" {
 		if kt, err = pki.ParseKeyType(f.keyType); err != nil {
-			return opts, "", usageError{err.Error()}
+			return opts, "", usagef("--key-type: %v", err)
 		}
 	}
 	own, err := parseOwner(f.owner)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,7 @@ func TestMigrateATPAHost(t *testing.T) {
 				require.NoError(t, err)
 				require.NoError(t, os.WriteFile(filepath.Join(d.tpa, "stranger"+ext), data, 0o600))
 			}
+			require.NoError(t, os.WriteFile(filepath.Join(d.tpa, "junk.crt"), []byte("not a certificate\n"), 0o644))
 			trust := t.TempDir()
 			args := d.flags("init")
 			if withKey {
@@ -80,7 +82,15 @@ func TestMigrateATPAHost(t *testing.T) {
 			requireOK(t, r)
 			assert.Regexp(t, `(?m)^adopted\s+certificate pemagent-barman1.crt\s.*with its key`, r.stdout)
 			assert.Regexp(t, `(?m)^adopted\s+test client certificate\s`, r.stdout)
-			assert.Regexp(t, `(?m)^adopted\s+server certificate\s.*barman1.example.com`, r.stdout)
+			// What it covers is the certificate's names, not every name
+			// recorded (the machine's defaults are added to those).
+			assert.Regexp(t, `(?m)^adopted\s+server certificate\s.*\(covers \[barman1 barman1.example.com\] \[10.1.2.3\]; .*localhost, 127.0.0.1`, r.stdout)
+			if withKey {
+				assert.Regexp(t, `(?m)^adopted\s+server certificate\s.*serve will issue one that also covers`, r.stdout)
+			} else {
+				assert.Regexp(t, `(?m)^adopted\s+server certificate\s.*recorded for later: the CA key is not on this host, so serve uses this one as it is`, r.stdout)
+			}
+			assert.Len(t, regexp.MustCompile(`(?m)\s`+regexpQuote(filepath.Join(d.tpa, "root.crt"))+`(\s|$)`).FindAllString(r.stdout, -1), 1, "one line for root.crt:\n%s", r.stdout)
 			assert.Regexp(t, `(?m)^left alone\s+certificate stranger.crt\s.*signed by another CA \(CN=other.CA\)`, r.stdout)
 			assert.Regexp(t, `(?m)^created\s+CA in the system trust store\s+`+regexpQuote(filepath.Join(trust, "tpa.crt")), r.stdout, "the cluster name comes from CN=tpa.CA")
 			assert.Contains(t, r.stdout, "Test it: curl --cert ", "no --cacert once the CA is trusted")
@@ -100,6 +110,18 @@ func TestMigrateATPAHost(t *testing.T) {
 			assert.Contains(t, r.stdout, "client pemagent-barman1 verifies against the cluster CA")
 			assert.Contains(t, r.stdout, "client pemagent-barman1 expires")
 			assert.NotContains(t, r.stdout, "does not cover barman1.example.com")
+			var lines []doctorLine
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &lines))
+			for _, l := range lines {
+				if strings.Contains(l.Detail, "junk.crt") {
+					assert.Equal(t, "warn", l.Status, "a file init left alone is not a failure: %+v", l)
+					assert.NotContains(t, l.Fix, "issue-client")
+				}
+				if l.Area == "end-to-end" {
+					want := map[bool]string{true: "a 10-minute certificate", false: filepath.Join(d.tpa, "pg-backup-user.crt")}[withKey]
+					assert.Contains(t, l.Detail, want, "without the CA key, the test client is used")
+				}
+			}
 
 			// Revoke another CA's certificate: refused, nothing changes.
 			before := tree(t, filepath.Dir(d.tpa))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -159,6 +160,9 @@ func (s *serveSetup) build(ctx context.Context) (_ *served, err error) {
 			closeAll()
 		}
 	}()
+	if err := pkiPresent(s.layout); err != nil {
+		return nil, err
+	}
 	// Bind first: a busy port fails at once, before any certificate work.
 	l, err := proxy.Listen(s.listen)
 	if err != nil {
@@ -282,4 +286,15 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, usagef("--log-format %q: use text or json", format)
+}
+
+// pkiPresent refuses to start where no PKI was set up (no cluster root in
+// the TPA directory), saying what to run, rather than failing on the
+// first file that is missing.
+func pkiPresent(l pki.Layout) error {
+	_, err := os.Lstat(l.RootCert())
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no PKI here: %s does not exist; run 'pgbapi-proxy init' first (as root on a packaged host), or give the --tpa-dir and --state-dir it was set up with", l.RootCert())
+	}
+	return nil // anything else is the trust loader's to report
 }

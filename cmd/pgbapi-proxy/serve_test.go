@@ -461,8 +461,13 @@ func TestServeNamesTheBusyPort(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer busy.Close()
+	_, port, _ := net.SplitHostPort(busy.Addr().String())
 	r := cli(t, nil, d.flags("serve", "--listen", busy.Addr().String(), "--admin-listen", "127.0.0.1:0")...)
-	requireOneLineError(t, r, 1, "--listen "+busy.Addr().String()+": the port is already in use; if Apache")
+	requireOneLineError(t, r, 1, "--listen "+busy.Addr().String()+": the port is already in use (ss -ltnp 'sport = :"+port+"' shows by what)")
+	assert.NotContains(t, r.stderr, "Apache", "Apache's advice is for port 443 only")
+	r = cli(t, nil, d.flags("serve", "--listen", "127.0.0.1:0", "--admin-listen", busy.Addr().String())...)
+	requireOneLineError(t, r, 1, "--admin-listen "+busy.Addr().String()+": the port is already in use")
+	assert.NotContains(t, r.stderr, "Apache")
 }
 
 func TestOversizedHeadersAreRefused(t *testing.T) {
