@@ -117,9 +117,15 @@ func ReadInventory(l Layout) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading inventory: %w", err)
 	}
+	return ParseInventory(l.Inventory(), data)
+}
+
+// ParseInventory is ReadInventory on data already read from path (named
+// in errors).
+func ParseInventory(path string, data []byte) ([]Record, error) {
 	var inv inventoryFile
 	if err := json.Unmarshal(data, &inv); err != nil {
-		return nil, fmt.Errorf("reading inventory %q: %w (restore it from a backup; the certificates themselves are unaffected)", l.Inventory(), err)
+		return nil, fmt.Errorf("reading inventory %q: %w (restore it from a backup; the certificates themselves are unaffected)", path, err)
 	}
 	sort.SliceStable(inv.Records, func(i, j int) bool { return inv.Records[i].IssuedAt.Before(inv.Records[j].IssuedAt) })
 	return inv.Records, nil

@@ -49,6 +49,12 @@ func ReadRevocationRecord(path string) (*RevocationRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the revocation record: %w", err)
 	}
+	return ParseRevocationRecord(path, data)
+}
+
+// ParseRevocationRecord is ReadRevocationRecord on data already read from
+// path (named in errors).
+func ParseRevocationRecord(path string, data []byte) (*RevocationRecord, error) {
 	// Fields a later version may add are ignored; what is read is checked.
 	var rec RevocationRecord
 	if err := json.Unmarshal(data, &rec); err != nil {

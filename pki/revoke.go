@@ -402,6 +402,11 @@ func ReadCRL(path string, root *x509.Certificate) (*big.Int, map[string]bool, er
 	if err != nil {
 		return nil, nil, err
 	}
+	return ParseCRL(path, data, root)
+}
+
+// ParseCRL is ReadCRL on data already read from path (named in errors).
+func ParseCRL(path string, data []byte, root *x509.Certificate) (*big.Int, map[string]bool, error) {
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "X509 CRL" {
 		return nil, nil, fmt.Errorf("%q holds no PEM X509 CRL", path)

@@ -13,13 +13,16 @@
 package pkisource
 
 import (
+	"bytes"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math/big"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -155,30 +158,106 @@ func (l *Loader) describe(revoked int) string {
 	return strings.Join(parts, "; ")
 }
 
-// notWritableByOthers refuses a trust input that group or others may
-// write: whoever can write it decides who gets in.
-func notWritableByOthers(path string) error {
-	info, err := os.Stat(path)
-	if err != nil {
-		return err
+// The process's uid and a file's owner; tests replace them to play root
+// and the service account without chown.
+var (
+	processUID = os.Geteuid
+	ownerOf    = func(info fs.FileInfo) (int, bool) {
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok {
+			return 0, false
+		}
+		return int(st.Uid), true
 	}
+)
+
+// Bounds on what is read of one input: the inventory and the rules grow
+// with the cluster, the others are one certificate or list.
+const (
+	maxTrustFile = 1 << 20
+	maxListFile  = 64 << 20
+)
+
+// readTrusted opens path once and, on that descriptor, refuses what is
+// not a regular file, may be written by group or others, or may be
+// changed by someone who does not already decide trust (see trustedBy);
+// then reads at most limit bytes from it. Nothing can be swapped in
+// between the check and the read. follow says whether a link at path is
+// followed (an operator's link in root's TPA directory); the checks apply
+// to what was opened.
+func readTrusted(path string, follow bool, limit int64) ([]byte, error) {
+	flags := os.O_RDONLY | syscall.O_NONBLOCK
+	if !follow {
+		flags |= syscall.O_NOFOLLOW
+	}
+	f, err := os.OpenFile(path, flags, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if err := trustedBy(path, info); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return data, nil
+}
+
+// trustedBy refuses a trust input (info: the opened file) that group or
+// others may write, or whose owner is neither root nor this process, or
+// is this process in a directory it does not own: whoever can write it
+// decides who gets in. In the packaged layout the directories are root's,
+// so a file owned by the service account is refused (the account must not
+// change what decides trust); a personal setup where the process owns the
+// directory could replace the file anyway.
+func trustedBy(path string, info fs.FileInfo) error {
 	if info.Mode().Perm()&0o022 != 0 {
 		return fmt.Errorf("%s may be written by group or others (mode %04o), so it is not trusted; run: chmod go-w %s", path, info.Mode().Perm(), path)
 	}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("%s belongs to uid %d, neither root nor this process, so it is not trusted; run: chown root %s", path, st.Uid, path)
+	owner, ok := ownerOf(info)
+	if !ok || owner == 0 {
+		return nil
+	}
+	me := processUID()
+	if owner != me {
+		return fmt.Errorf("%s belongs to uid %d, neither root nor this process, so it is not trusted; run: chown root:root %s", path, owner, path)
+	}
+	dir := filepath.Dir(path)
+	dinfo, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%s belongs to this process (uid %d) and its directory cannot be checked, so it is not trusted: %w", path, owner, err)
+	}
+	if downer, ok := ownerOf(dinfo); !ok || downer != me {
+		return fmt.Errorf("%s belongs to this process (uid %d) but its directory %s does not, so the service account could change what decides trust: not trusted; run: chown root:root %s", path, owner, dir, path)
 	}
 	return nil
 }
 
 func (l *Loader) loadRoot(bool) error {
-	if err := notWritableByOthers(l.o.Layout.RootCert()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("the cluster root: %w (the last good root stays in force)", err)
+	path := l.o.Layout.RootCert()
+	data, err := readTrusted(path, true, maxTrustFile)
+	var certs []*x509.Certificate
+	if err == nil {
+		if certs, err = pki.ParseCerts(data); err != nil {
+			err = fmt.Errorf("reading certificate %q: %w", path, err)
+		}
 	}
-	root, err := pki.LoadCert(l.o.Layout.RootCert())
 	if err != nil {
 		return fmt.Errorf("the cluster root: %w (the last good root stays in force)", err)
 	}
+	root := certs[0]
 	if !root.IsCA {
 		return fmt.Errorf("the cluster root %s is not a CA certificate (the last good root stays in force)", l.o.Layout.RootCert())
 	}
@@ -208,12 +287,14 @@ func (l *Loader) loadCRL(first bool) error {
 	return nil
 }
 
-// readCRL reads a PEM CRL that root signed, refusing one others may write.
+// readCRL reads a PEM CRL that root signed (without following a link, as
+// pki.ReadCRL), refusing one that is not trusted (readTrusted).
 func readCRL(path string, root *x509.Certificate) (*big.Int, map[string]bool, error) {
-	if err := notWritableByOthers(path); err != nil {
+	data, err := readTrusted(path, false, maxTrustFile)
+	if err != nil {
 		return nil, nil, err
 	}
-	number, revoked, err := pki.ReadCRL(path, root)
+	number, revoked, err := pki.ParseCRL(path, data, root)
 	if errors.Is(err, pki.ErrCRLNotSigned) {
 		return nil, nil, fmt.Errorf("%s is not signed by the cluster root: %w", path, err)
 	}
@@ -224,9 +305,10 @@ func readCRL(path string, root *x509.Certificate) (*big.Int, map[string]bool, er
 // the CA key on the host), with the same rules as the CRL.
 func (l *Loader) loadRecord(first bool) error {
 	path := l.o.Layout.RevocationRecord()
-	rec, err := pki.ReadRevocationRecord(path)
+	data, err := readTrusted(path, false, maxTrustFile) // no link followed, as pki.ReadRevocationRecord
+	var rec *pki.RevocationRecord
 	if err == nil {
-		err = notWritableByOthers(path)
+		rec, err = pki.ParseRevocationRecord(path, data)
 	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && l.record == nil:
@@ -253,7 +335,8 @@ func (l *Loader) loadRecord(first bool) error {
 // missing or broken one keeps the last good list.
 func (l *Loader) loadInventory(first bool) error {
 	path := l.o.Layout.Inventory()
-	if err := notWritableByOthers(path); err != nil {
+	data, err := readTrusted(path, true, maxListFile)
+	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			if l.inventory != nil {
 				return fmt.Errorf("the inventory %s is gone; the revocations it listed stay in force", path)
@@ -265,7 +348,7 @@ func (l *Loader) loadInventory(first bool) error {
 		}
 		return fmt.Errorf("the inventory: %w; the revocations it listed stay in force", err)
 	}
-	recs, err := pki.ReadInventory(l.o.Layout)
+	recs, err := pki.ParseInventory(path, data)
 	if err != nil {
 		if first {
 			return err
@@ -313,15 +396,11 @@ func (l *Loader) loadRules(first bool) error {
 // LoadRules reads the rules file at path; a missing file is an error
 // wrapping fs.ErrNotExist.
 func LoadRules(path string) (*proxy.Rules, error) {
-	if err := notWritableByOthers(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	data, err := readTrusted(path, true, maxListFile)
+	if err != nil {
 		return nil, fmt.Errorf("access rules: %w", err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading access rules: %w", err)
-	}
-	defer f.Close()
-	return proxy.ParseRules(path, f)
+	return proxy.ParseRules(path, bytes.NewReader(data))
 }
 
 // files are the inputs Watch looks at.

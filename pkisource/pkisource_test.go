@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -224,4 +225,165 @@ func TestInventoryRevocationsSurviveARestart(t *testing.T) {
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "neither root nor this process")
 	}
+}
+
+// owners makes this process play the service account (uid service) and
+// says who owns what: the file named name is owned by file, every
+// directory by dir, everything else by root. It is undone at cleanup.
+func owners(t *testing.T, service int, name string, file, dir int) {
+	t.Helper()
+	oldUID, oldOwner := processUID, ownerOf
+	t.Cleanup(func() { processUID, ownerOf = oldUID, oldOwner })
+	processUID = func() int { return service }
+	ownerOf = func(info fs.FileInfo) (int, bool) {
+		switch {
+		case info.IsDir():
+			return dir, true
+		case info.Name() == name:
+			return file, true
+		}
+		return 0, true
+	}
+}
+
+// A trust input is trusted only if root owns it, or this process owns it
+// and its directory (a personal setup, where the process could replace the
+// file anyway). In the packaged layout (root's directories) a file the
+// service account owns is refused: at start with an error naming the
+// file and the chown that fixes it; later the last good state stays.
+func TestTrustInputOwnership(t *testing.T) {
+	const root, service, other = 0, 4242, 4343
+	type input struct {
+		name  string
+		path  func(f *fixture) string
+		widen func(t *testing.T, f *fixture) // a replacement that would widen access
+	}
+	inputs := []input{
+		{"root", func(f *fixture) string { return f.layout.RootCert() },
+			func(t *testing.T, f *fixture) {
+				f.write(t, f.layout.RootCert(), pkitest.NewCA(t, "self-made").CertPEM())
+			}},
+		{"CRL", func(f *fixture) string { return f.layout.CRL() },
+			func(t *testing.T, f *fixture) { f.write(t, f.layout.CRL(), f.ca.CRL(t, 9)) }},
+		{"record", func(f *fixture) string { return f.layout.RevocationRecord() },
+			func(t *testing.T, f *fixture) { f.record(t, 9) }},
+		{"inventory", func(f *fixture) string { return f.layout.Inventory() },
+			func(t *testing.T, f *fixture) {
+				f.write(t, f.layout.Inventory(), []byte(`{"version":1,"certificates":[]}`))
+			}},
+		{"rules", func(f *fixture) string { return f.access },
+			func(t *testing.T, f *fixture) { f.write(t, f.access, []byte("* all\n")) }},
+	}
+	for _, tc := range []struct {
+		name      string
+		file, dir int
+		mode      os.FileMode
+		errHas    string // "" when trusted
+		fix       bool   // the error names chown root:root FILE
+	}{
+		{"root's file in root's directory", root, root, 0o644, "", false},
+		{"service's file in root's directory", service, root, 0o644, "but its directory", true},
+		{"service's file in the service's directory", service, service, 0o644, "", false},
+		{"another account's file", other, root, 0o644, "neither root nor this process", true},
+		{"root's file writable by others", root, root, 0o646, "may be written by group or others", false},
+		{"service's file writable by group in its directory", service, service, 0o664, "may be written by group or others", false},
+	} {
+		for _, in := range inputs {
+			t.Run(tc.name+"/"+in.name, func(t *testing.T) {
+				f := newFixture(t)
+				pem := f.ca.Client(t, "pem")
+				pemSerial := pki.SerialHex(pem.Leaf)
+				f.write(t, f.layout.CRL(), f.ca.CRL(t, 5, pem.Leaf.SerialNumber))
+				f.record(t, 7, pemSerial)
+				f.write(t, f.layout.Inventory(), []byte(`{"version":1,"certificates":[]}`))
+				f.write(t, f.access, []byte("pem read\n* none\n"))
+				path := in.path(f)
+				require.NoError(t, os.Chmod(path, tc.mode))
+
+				// First load: refused, or trusted.
+				owners(t, service, filepath.Base(path), tc.file, tc.dir)
+				trust, err := f.loader(t, true).Load()
+				if tc.errHas == "" {
+					require.NoError(t, err)
+					require.NotNil(t, trust)
+					return
+				}
+				require.Error(t, err)
+				assert.Nil(t, trust)
+				assert.Contains(t, err.Error(), tc.errHas)
+				assert.Contains(t, err.Error(), path)
+				if tc.fix {
+					assert.Contains(t, err.Error(), "chown root:root "+path)
+				}
+
+				// Later: loaded while root owned it, then replaced by a
+				// wider one that is not trusted: the last good state stays.
+				owners(t, service, filepath.Base(path), root, root)
+				require.NoError(t, os.Chmod(path, 0o644))
+				l := f.loader(t, true)
+				_, err = l.Load()
+				require.NoError(t, err)
+				in.widen(t, f)
+				require.NoError(t, os.Chmod(path, tc.mode))
+				owners(t, service, filepath.Base(path), tc.file, tc.dir)
+				got, err := l.Load()
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.errHas)
+				assert.Contains(t, err.Error(), path)
+				assert.True(t, got.IsRevoked(pemSerial), "pem stays revoked")
+				assert.False(t, got.Rules.Check("other", "GET", "/status", nil).Allowed, "the rules stay")
+				require.Len(t, got.Roots, 1)
+				assert.Equal(t, f.ca.Cert.Raw, got.Roots[0].Raw, "the root stays")
+			})
+		}
+	}
+}
+
+// As root (CI), the same with real owners: a rules file chowned to an
+// unused uid that this process pretends to be is refused in root's
+// directory and trusted once that uid owns the directory too; a link root
+// made is followed and the file it leads to is what is checked.
+func TestTrustInputOwnershipForReal(t *testing.T) {
+	const service = 4242
+	f := newFixture(t)
+	f.write(t, f.access, []byte("pem read\n"))
+	dir := filepath.Dir(f.access)
+	_, err := f.loader(t, true).Load()
+	require.NoError(t, err, "a file of whoever runs the tests in their own directory")
+
+	t.Run("chowned", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("chown to another uid needs root (CI runs the tests as root)")
+		}
+		old := processUID
+		t.Cleanup(func() { processUID = old })
+		processUID = func() int { return service }
+		require.NoError(t, os.Chown(f.access, service, service))
+		_, err := f.loader(t, true).Load()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "chown root:root "+f.access)
+
+		// A link root made in its directory to the service's file: refused.
+		target := filepath.Join(t.TempDir(), "access-target")
+		f.write(t, target, []byte("* all\n"))
+		require.NoError(t, os.Chown(target, service, service))
+		require.NoError(t, os.Remove(f.access))
+		require.NoError(t, os.Symlink(target, f.access))
+		_, err = f.loader(t, true).Load()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "but its directory")
+
+		// The link to root's file: followed and trusted.
+		require.NoError(t, os.Chown(target, 0, 0))
+		_, err = f.loader(t, true).Load()
+		require.NoError(t, err)
+
+		// The service's own directory (a personal setup): trusted.
+		require.NoError(t, os.Remove(f.access))
+		f.write(t, f.access, []byte("pem read\n"))
+		require.NoError(t, os.Chown(f.access, service, service))
+		require.NoError(t, os.Chown(dir, service, service))
+		_, err = f.loader(t, true).Load()
+		require.NoError(t, err)
+	})
 }
