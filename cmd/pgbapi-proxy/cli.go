@@ -193,10 +193,14 @@ func mainUsage() string {
 	fmt.Fprintf(&b, "%s puts pg-backup-api behind TLS with mandatory client certificates\nand issues the cluster PKI for it.\n\n", prog)
 	fmt.Fprintf(&b, "Usage: %s COMMAND [flags]\n\nCommands:\n", prog)
 	cmds := commands()
+	width := len("help")
 	for _, c := range cmds {
-		fmt.Fprintf(&b, "  %-14s %s\n", c.name, c.summary)
+		width = max(width, len(c.name))
 	}
-	fmt.Fprintf(&b, "  %-14s %s\n", "help", "show help for a command")
+	for _, c := range cmds {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, c.name, c.summary)
+	}
+	fmt.Fprintf(&b, "  %-*s  %s\n", width, "help", "show help for a command")
 	fmt.Fprintf(&b, "\nRun '%s COMMAND --help' for a command's flags. Every flag can also be\nset in the environment as %s<FLAG> (e.g. %s); the\ncommand line wins.\n", prog, envPrefix, envName("state-dir"))
 	return b.String()
 }
@@ -206,7 +210,15 @@ func commandUsage(cmd command, fs *pflag.FlagSet) string {
 	fmt.Fprintf(&b, "Usage: %s %s [flags]%s\n\n%s\n", prog, cmd.name, cmd.args, strings.TrimSpace(cmd.about))
 	if fs.HasFlags() {
 		fmt.Fprintf(&b, "\nFlags:\n%s", fs.FlagUsages())
-		fmt.Fprintf(&b, "\nEvery flag can also be set as %s<FLAG>, e.g. --state-dir as %s.\n", envPrefix, envName("state-dir"))
+		example := "state-dir"
+		if fs.Lookup(example) == nil {
+			fs.VisitAll(func(f *pflag.Flag) {
+				if example == "state-dir" && f.Name != "help" && f.Name != "json" {
+					example = f.Name
+				}
+			})
+		}
+		fmt.Fprintf(&b, "\nEvery flag can also be set as %s<FLAG>, e.g. --%s as %s.\n", envPrefix, example, envName(example))
 	}
 	return b.String()
 }

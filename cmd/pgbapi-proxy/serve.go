@@ -43,10 +43,11 @@ the CRL, the revocation record and the rules are reloaded when they
 change; one that goes missing, breaks or is older than one already seen
 keeps its last good state (fail closed), and the log says so.
 
-The admin listener (plain HTTP, loopback) answers /metrics, /healthz and
-/readyz. SIGHUP reloads the trust inputs and the server certificate (on
-a host without the CA key, pg-backup-api.crt/.key as they are; with it,
-the names init added since the start); what fails to load keeps its last
+The admin listener (plain HTTP, loopback) answers /metrics, /healthz,
+/readyz and /settings (what this proxy enforces, which doctor reads).
+SIGHUP reloads the trust inputs and the server certificate (on a host
+without the CA key, pg-backup-api.crt/.key as they are; with it, the
+names init added since the start); what fails to load keeps its last
 good state. SIGTERM lets requests in flight finish, then exits.
 
 At most --upstream-max-inflight requests (default 1) reach pg-backup-api at
@@ -56,7 +57,7 @@ upstream with several workers.`,
 	setup: func(fs *pflag.FlagSet) runFunc {
 		layout := layoutFlags(fs)
 		listen := fs.String("listen", proxy.DefaultListen, "TLS address to listen on")
-		admin := fs.String("admin-listen", proxy.DefaultAdminListen, "admin address (/metrics, /healthz, /readyz); keep it on loopback")
+		admin := fs.String("admin-listen", proxy.DefaultAdminListen, "admin address (/metrics, /healthz, /readyz, /settings); keep it on loopback")
 		upstream := fs.String("upstream", proxy.DefaultUpstream, "pg-backup-api's address (http://HOST:PORT; HOST:PORT means http)")
 		access := fs.String("access-file", proxy.DefaultAccessFile, "access rules by client name (see 'pgbapi-proxy check-access --help'); if this default file does not exist, every valid certificate may do everything; a file named here must exist; \"\" for no rules")
 		upTimeout := fs.Duration("upstream-timeout", proxy.DefaultUpstreamTimeout, "how long to wait for pg-backup-api's answer (/diagnose can take a minute)")

@@ -13,7 +13,7 @@ var syncServerCertCommand = command{
 	name:    "sync-server-cert",
 	summary: "copy the certificate serve renewed into the TPA directory (root)",
 	about: `serve runs as the service account, which may write only its own store
-(` + "`<state-dir>/server/`" + `): it puts each server certificate it obtains there. This
+(<state-dir>/server/): it puts each server certificate it obtains there. This
 command, run as root (the packaged pgbapi-proxy-server-cert.path unit
 starts it when the stored certificate changes), copies that pair to
 pg-backup-api.crt/.key in the TPA directory, keeping the pair it replaces
