@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 		}, []string{"client", "reason"}),
 		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgbapi_proxy_operations_started_total",
-			Help: "pg-backup-api operations started through the proxy (202 to a POST), by client name and operation type.",
+			Help: "pg-backup-api operations started through the proxy (202 to a POST), by client name and operation type (recovery, config_switch, config_update, other; unknown for a body that is not strict JSON).",
 		}, []string{"client", "type"}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
