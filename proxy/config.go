@@ -52,8 +52,13 @@ type Config struct {
 	// closed at once. Each costs about 45 kB when idle.
 	MaxConns             int
 	MaxPendingHandshakes int
-	BodyTimeout          time.Duration // to receive a whole request body
-	MaxBodyBytes         int64         // largest request body forwarded
+	// MaxPendingHandshakesPerIP bounds the handshakes in progress from
+	// one source (an IPv4 address or an IPv6 /64), so that one source
+	// cannot hold all of MaxPendingHandshakes; one more from it is
+	// closed at once. Above MaxPendingHandshakes it bounds nothing more.
+	MaxPendingHandshakesPerIP int
+	BodyTimeout               time.Duration // to receive a whole request body
+	MaxBodyBytes              int64         // largest request body forwarded
 
 	// TicketKeyRotation is how often the TLS session ticket key changes;
 	// a new trust snapshot always brings a new key.
@@ -91,8 +96,11 @@ const (
 	DefaultMaxInflight          = 1
 	DefaultMaxConns             = 4096
 	DefaultMaxPendingHandshakes = 256
-	DefaultTicketKeyRotation    = 24 * time.Hour
-	DefaultHandshakeLogInterval = 10 * time.Second
+	// DefaultMaxPendingHandshakesPerIP leaves the pool to at least 8
+	// sources.
+	DefaultMaxPendingHandshakesPerIP = 32
+	DefaultTicketKeyRotation         = 24 * time.Hour
+	DefaultHandshakeLogInterval      = 10 * time.Second
 	// readyMargin is how long the served certificate must still be valid
 	// for /readyz to say ready (or a third of its lifetime, if shorter).
 	readyMargin = 7 * 24 * time.Hour
@@ -114,6 +122,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.HandshakeLogInterval, DefaultHandshakeLogInterval)
 	orDefault(&c.MaxConns, DefaultMaxConns)
 	orDefault(&c.MaxPendingHandshakes, DefaultMaxPendingHandshakes)
+	orDefault(&c.MaxPendingHandshakesPerIP, DefaultMaxPendingHandshakesPerIP)
 	orDefault(&c.Logger, slog.Default())
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
@@ -150,8 +159,12 @@ func (c *Config) Validate() error {
 		return &FieldError{"MaxInflight", "must be 0 (no limit) or more"}
 	case c.MaxBodyBytes < 0:
 		return &FieldError{"MaxBodyBytes", "must not be negative"}
-	case c.MaxConns < 0 || c.MaxPendingHandshakes < 0:
+	case c.MaxConns < 0:
 		return &FieldError{"MaxConns", "must not be negative"}
+	case c.MaxPendingHandshakes < 0:
+		return &FieldError{"MaxPendingHandshakes", "must not be negative"}
+	case c.MaxPendingHandshakesPerIP < 0:
+		return &FieldError{"MaxPendingHandshakesPerIP", "must not be negative"}
 	}
 	for _, d := range []struct {
 		field string

@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 		}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgbapi_proxy_tls_handshake_failures_total",
-			Help: "TLS handshakes that failed, by reason (no_cert, unknown_ca, expired, revoked, bad_identity, bad_usage, protocol, timeout, aborted, overload, ...).",
+			Help: "TLS handshakes that failed, by reason (no_cert, unknown_ca, expired, revoked, bad_identity, bad_usage, protocol, timeout, aborted, overload, overload_source, ...).",
 		}, []string{"reason"}),
 		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgbapi_proxy_upstream_errors_total",
