@@ -59,6 +59,11 @@ type Config struct {
 	MaxPendingHandshakesPerIP int
 	BodyTimeout               time.Duration // to receive a whole request body
 	MaxBodyBytes              int64         // largest request body forwarded
+	// MaxBufferedBodyBytes bounds the request body bytes held in memory
+	// across all connections; a body past it is refused with 503 before
+	// it is read. Zero: DefaultMaxBufferedBodyBytes, or MaxBodyBytes if
+	// larger.
+	MaxBufferedBodyBytes int64
 
 	// TicketKeyRotation is how often the TLS session ticket key changes;
 	// a new trust snapshot always brings a new key.
@@ -90,6 +95,8 @@ const (
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultBodyTimeout       = 30 * time.Second
 	DefaultMaxBodyBytes      = 1 << 20 // pg-backup-api's requests are small JSON
+	// DefaultMaxBufferedBodyBytes is 32 bodies of DefaultMaxBodyBytes.
+	DefaultMaxBufferedBodyBytes = 32 << 20
 	// DefaultMaxAnswerBytes bounds an upstream answer held in memory:
 	// /diagnose is tens of KB; a larger answer streams, holding its slot.
 	DefaultMaxAnswerBytes       = 4 << 20
@@ -117,6 +124,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	orDefault(&c.BodyTimeout, DefaultBodyTimeout)
 	orDefault(&c.MaxBodyBytes, DefaultMaxBodyBytes)
+	orDefault(&c.MaxBufferedBodyBytes, max(DefaultMaxBufferedBodyBytes, c.MaxBodyBytes))
 	orDefault(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	orDefault(&c.TicketKeyRotation, DefaultTicketKeyRotation)
 	orDefault(&c.HandshakeLogInterval, DefaultHandshakeLogInterval)
@@ -159,6 +167,8 @@ func (c *Config) Validate() error {
 		return &FieldError{"MaxInflight", "must be 0 (no limit) or more"}
 	case c.MaxBodyBytes < 0:
 		return &FieldError{"MaxBodyBytes", "must not be negative"}
+	case c.MaxBufferedBodyBytes < c.MaxBodyBytes:
+		return &FieldError{"MaxBufferedBodyBytes", "must be at least MaxBodyBytes, or no body that large could be read"}
 	case c.MaxConns < 0:
 		return &FieldError{"MaxConns", "must not be negative"}
 	case c.MaxPendingHandshakes < 0:
