@@ -14,8 +14,17 @@ import (
 // request body and "operation_id" of the answer are read; nothing else of
 // either is kept or logged.
 
-// knownOperationTypes bound the metric's type label.
+// knownOperationTypes bound the metric's type label, with otherLabel and
+// unknownType.
 var knownOperationTypes = map[string]bool{"recovery": true, "config_switch": true, "config_update": true}
+
+// unknownType is the type of a body that is not strict JSON: what
+// pg-backup-api (Python's json, which also takes NaN and Infinity) reads
+// from it cannot be told for sure.
+const unknownType = "unknown"
+
+// notStrict is what the audit lines say of such a body.
+const notStrict = "the body is not strict JSON; its type is unknown"
 
 // maxTypeLen bounds the type logged from a request body.
 const maxTypeLen = 64
@@ -27,17 +36,27 @@ type audit struct {
 	body   []byte
 }
 
-func (a *audit) operationType() string {
-	var op struct {
-		Type string `json:"type"`
+// operationType reads the body's top-level "type" as pg-backup-api does:
+// the key matched case-sensitively (encoding/json would take "Type" for a
+// struct field), the last of duplicate keys winning. A body that is not a
+// strict JSON object, or whose "type" is not a string, gives unknownType
+// and strict false.
+func (a *audit) operationType() (typ string, strict bool) {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(a.body, &top) != nil || top == nil {
+		return unknownType, false
 	}
-	if json.Unmarshal(a.body, &op) != nil {
-		return ""
+	raw, ok := top["type"]
+	if !ok {
+		return "", true
 	}
-	if len(op.Type) > maxTypeLen {
-		return op.Type[:maxTypeLen]
+	if json.Unmarshal(raw, &typ) != nil || len(raw) == 0 || raw[0] != '"' {
+		return unknownType, false
 	}
-	return op.Type
+	if len(typ) > maxTypeLen {
+		typ = typ[:maxTypeLen]
+	}
+	return typ, true
 }
 
 // isOperationsPost reports whether a request may create an operation.
@@ -75,9 +94,12 @@ func (h *handler) auditOperation(resp *http.Response, ex *exchange) {
 		return
 	}
 	id := operationID(resp)
-	typ := ex.audit.operationType()
+	typ, strict := ex.audit.operationType()
 	label := typ
-	if !knownOperationTypes[label] {
+	switch {
+	case !strict:
+		label = unknownType
+	case !knownOperationTypes[label]:
 		label = otherLabel
 	}
 	h.metrics.operations.WithLabelValues(ex.id.Name, label).Inc()
@@ -85,8 +107,11 @@ func (h *handler) auditOperation(resp *http.Response, ex *exchange) {
 	if server == "" {
 		server = "-" // an instance operation (/operations)
 	}
-	h.log.Info("operation started",
-		"client", ex.id.Name, "serial", ex.id.Serial, "server", cut(server), "type", typ, "operation_id", id)
+	attrs := []any{"client", ex.id.Name, "serial", ex.id.Serial, "server", cut(server), "type", typ, "operation_id", id}
+	if !strict {
+		attrs = append(attrs, "note", notStrict)
+	}
+	h.log.Info("operation started", attrs...)
 }
 
 // auditRequested logs an operation request before it is forwarded, so
@@ -97,6 +122,10 @@ func (h *handler) auditRequested(ex *exchange) {
 	if server == "" {
 		server = "-"
 	}
-	h.log.Info("operation requested",
-		"client", ex.id.Name, "serial", ex.id.Serial, "server", cut(server), "type", ex.audit.operationType())
+	typ, strict := ex.audit.operationType()
+	attrs := []any{"client", ex.id.Name, "serial", ex.id.Serial, "server", cut(server), "type", typ}
+	if !strict {
+		attrs = append(attrs, "note", notStrict)
+	}
+	h.log.Info("operation requested", attrs...)
 }

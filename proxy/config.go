@@ -52,8 +52,18 @@ type Config struct {
 	// closed at once. Each costs about 45 kB when idle.
 	MaxConns             int
 	MaxPendingHandshakes int
-	BodyTimeout          time.Duration // to receive a whole request body
-	MaxBodyBytes         int64         // largest request body forwarded
+	// MaxPendingHandshakesPerIP bounds the handshakes in progress from
+	// one source (an IPv4 address or an IPv6 /64), so that one source
+	// cannot hold all of MaxPendingHandshakes; one more from it is
+	// closed at once. Above MaxPendingHandshakes it bounds nothing more.
+	MaxPendingHandshakesPerIP int
+	BodyTimeout               time.Duration // to receive a whole request body
+	MaxBodyBytes              int64         // largest request body forwarded
+	// MaxBufferedBodyBytes bounds the request body bytes held in memory
+	// across all connections; a body past it is refused with 503 before
+	// it is read. Zero: DefaultMaxBufferedBodyBytes, or MaxBodyBytes if
+	// larger.
+	MaxBufferedBodyBytes int64
 
 	// TicketKeyRotation is how often the TLS session ticket key changes;
 	// a new trust snapshot always brings a new key.
@@ -85,14 +95,19 @@ const (
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultBodyTimeout       = 30 * time.Second
 	DefaultMaxBodyBytes      = 1 << 20 // pg-backup-api's requests are small JSON
+	// DefaultMaxBufferedBodyBytes is 32 bodies of DefaultMaxBodyBytes.
+	DefaultMaxBufferedBodyBytes = 32 << 20
 	// DefaultMaxAnswerBytes bounds an upstream answer held in memory:
 	// /diagnose is tens of KB; a larger answer streams, holding its slot.
 	DefaultMaxAnswerBytes       = 4 << 20
 	DefaultMaxInflight          = 1
 	DefaultMaxConns             = 4096
 	DefaultMaxPendingHandshakes = 256
-	DefaultTicketKeyRotation    = 24 * time.Hour
-	DefaultHandshakeLogInterval = 10 * time.Second
+	// DefaultMaxPendingHandshakesPerIP leaves the pool to at least 8
+	// sources.
+	DefaultMaxPendingHandshakesPerIP = 32
+	DefaultTicketKeyRotation         = 24 * time.Hour
+	DefaultHandshakeLogInterval      = 10 * time.Second
 	// readyMargin is how long the served certificate must still be valid
 	// for /readyz to say ready (or a third of its lifetime, if shorter).
 	readyMargin = 7 * 24 * time.Hour
@@ -109,11 +124,13 @@ func (c *Config) setDefaults() {
 	orDefault(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	orDefault(&c.BodyTimeout, DefaultBodyTimeout)
 	orDefault(&c.MaxBodyBytes, DefaultMaxBodyBytes)
+	orDefault(&c.MaxBufferedBodyBytes, max(DefaultMaxBufferedBodyBytes, c.MaxBodyBytes))
 	orDefault(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	orDefault(&c.TicketKeyRotation, DefaultTicketKeyRotation)
 	orDefault(&c.HandshakeLogInterval, DefaultHandshakeLogInterval)
 	orDefault(&c.MaxConns, DefaultMaxConns)
 	orDefault(&c.MaxPendingHandshakes, DefaultMaxPendingHandshakes)
+	orDefault(&c.MaxPendingHandshakesPerIP, DefaultMaxPendingHandshakesPerIP)
 	orDefault(&c.Logger, slog.Default())
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
@@ -150,8 +167,14 @@ func (c *Config) Validate() error {
 		return &FieldError{"MaxInflight", "must be 0 (no limit) or more"}
 	case c.MaxBodyBytes < 0:
 		return &FieldError{"MaxBodyBytes", "must not be negative"}
-	case c.MaxConns < 0 || c.MaxPendingHandshakes < 0:
+	case c.MaxBufferedBodyBytes < c.MaxBodyBytes:
+		return &FieldError{"MaxBufferedBodyBytes", "must be at least MaxBodyBytes, or no body that large could be read"}
+	case c.MaxConns < 0:
 		return &FieldError{"MaxConns", "must not be negative"}
+	case c.MaxPendingHandshakes < 0:
+		return &FieldError{"MaxPendingHandshakes", "must not be negative"}
+	case c.MaxPendingHandshakesPerIP < 0:
+		return &FieldError{"MaxPendingHandshakesPerIP", "must not be negative"}
 	}
 	for _, d := range []struct {
 		field string

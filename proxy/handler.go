@@ -15,7 +15,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // handler names each request, checks it against the current trust
@@ -27,6 +30,7 @@ type handler struct {
 	bodyTimeout  time.Duration
 	writeTimeout time.Duration
 	maxBody      int64
+	bodies       *bodyBudget
 	maxAnswer    int64
 	proxy        *httputil.ReverseProxy
 	lean         *upstreamTransport // set: requests go through forward, not proxy
@@ -46,6 +50,7 @@ type exchange struct {
 	started  time.Time
 	audit    *audit // for requests that may create an operation
 	release  func() // frees the upstream slot; safe to call twice
+	reserved int64  // bytes of the body budget this request holds
 	rc       *http.ResponseController
 	// answer is the buffered answer (from a pool), answerReader reads it.
 	answer       *[]byte
@@ -63,6 +68,7 @@ func newHandler(cfg *Config, m *metrics, snap func() *snapshot) *handler {
 	h := &handler{
 		upstream: cfg.Upstream, upTimeout: cfg.UpstreamTimeout, bodyTimeout: cfg.BodyTimeout, writeTimeout: cfg.WriteTimeout,
 		maxBody: cfg.MaxBodyBytes, maxAnswer: cfg.MaxAnswerBytes, metrics: m, log: cfg.Logger, snap: snap,
+		bodies: &bodyBudget{max: cfg.MaxBufferedBodyBytes, interval: cfg.HandshakeLogInterval, gauge: m.bodyBytes},
 	}
 	if cfg.MaxInflight > 0 {
 		h.limit = newLimiter(cfg.MaxInflight, cfg.QueueTimeout)
@@ -132,11 +138,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case !h.allowed(rec, ex):
 		return
+	case r.ContentLength != 0 && ex.target.method != http.MethodPost:
+		// GET, HEAD and OPTIONS: pg-backup-api reads no body on them, so
+		// none is read or forwarded (-1 is a chunked body).
+		rec.Header().Set("Connection", "close")
+		jsonError(rec, http.StatusBadRequest, ex.target.method+" takes no request body")
+		return
 	}
 	// The whole body first, within a deadline and a size limit: a slow or
 	// huge body never reaches the upstream, and what does is re-framed
 	// with a Content-Length (no smuggling through Transfer-Encoding).
-	body, ok := h.readBody(rec, r)
+	body, ok := h.readBody(rec, r, ex)
 	if !ok {
 		return
 	}
@@ -214,9 +226,10 @@ func (h *handler) allowed(w http.ResponseWriter, ex *exchange) bool {
 }
 
 // readBody replaces r.Body with the whole body, read within bodyTimeout
-// and at most maxBody bytes, and returns it. It answers 408, 413 or 400
-// and returns false when that fails.
-func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+// and at most maxBody bytes, and returns it. The bytes it holds come out
+// of the body budget first (ex.reserved, given back by done). It answers
+// 408, 413, 503 or 400 and returns false when that fails.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request, ex *exchange) ([]byte, bool) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, true
 	}
@@ -226,10 +239,17 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 	}
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(h.bodyTimeout)) //nolint:errcheck // best effort: not every conn has deadlines
-	data, err := io.ReadAll(io.LimitReader(r.Body, h.maxBody+1))
+	data, err := h.readBudgeted(r.Body, r.ContentLength, ex)
 	rc.SetReadDeadline(time.Time{}) //nolint:errcheck // as above
 	var ne net.Error
 	switch {
+	case errors.Is(err, errOverBudget):
+		h.metrics.upstream.WithLabelValues("body_budget").Inc()
+		h.bodies.refused(h.log)
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "5")
+		jsonError(w, http.StatusServiceUnavailable, "too many request bodies in transit; try again")
+		return nil, false
 	case errors.As(err, &ne) && ne.Timeout():
 		w.Header().Set("Connection", "close")
 		jsonError(w, http.StatusRequestTimeout, fmt.Sprintf("request body not received within %s", h.bodyTimeout))
@@ -248,6 +268,101 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 	r.TransferEncoding = nil
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
 	return data, true
+}
+
+// bodyStep is the least a body of unknown length grows by.
+const bodyStep = 32 << 10
+
+// readBudgeted reads body whole: n bytes (its Content-Length, reserved
+// before reading), or, when n is -1 (chunked), up to maxBody+1 bytes,
+// reserving each growth of the buffer before reading into it. What it
+// reserved is added to ex.reserved, whatever happens.
+func (h *handler) readBudgeted(body io.Reader, n int64, ex *exchange) ([]byte, error) {
+	if n >= 0 {
+		if !h.bodies.reserve(n) {
+			return nil, errOverBudget
+		}
+		ex.reserved += n
+		data := make([]byte, n)
+		if _, err := io.ReadFull(body, data); err != nil {
+			return nil, err
+		}
+		return data, nil
+	}
+	var data []byte
+	for {
+		if len(data) == cap(data) {
+			step := min(max(int64(cap(data)), bodyStep), h.maxBody+1-int64(cap(data)))
+			if step <= 0 {
+				return data, nil // over maxBody: the caller answers 413
+			}
+			if !h.bodies.reserve(step) {
+				return nil, errOverBudget
+			}
+			ex.reserved += step
+			grown := make([]byte, len(data), int64(cap(data))+step)
+			copy(grown, data)
+			data = grown
+		}
+		m, err := body.Read(data[len(data):cap(data)])
+		data = data[:len(data)+m]
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// errOverBudget is a request body that would take the request bodies
+// held in memory past their budget.
+var errOverBudget = errors.New("over the request body budget")
+
+// bodyBudget bounds the request body bytes held in memory across all
+// connections (MaxBufferedBodyBytes): each request reserves its body
+// before reading it and gives it back when it is done. Refusals are
+// counted by the caller and said in the log at most once per interval.
+type bodyBudget struct {
+	max      int64
+	interval time.Duration
+	gauge    prometheus.Gauge
+	used     atomic.Int64
+	unlogged atomic.Int64 // refusals not yet in the log
+	lastLog  atomic.Int64 // when they last were, in Unix nanoseconds
+}
+
+// reserve takes n bytes of the budget, unless that would pass max.
+func (b *bodyBudget) reserve(n int64) bool {
+	if b.used.Add(n) > b.max {
+		b.used.Add(-n)
+		return false
+	}
+	b.gauge.Add(float64(n))
+	return true
+}
+
+// release gives back n bytes reserve took.
+func (b *bodyBudget) release(n int64) {
+	if n != 0 {
+		b.used.Add(-n)
+		b.gauge.Sub(float64(n))
+	}
+}
+
+// inUse is how many bytes are reserved now.
+func (b *bodyBudget) inUse() int64 { return b.used.Load() }
+
+// refused notes a refusal; the first one of an interval writes a line
+// with how many there were since the last line.
+func (b *bodyBudget) refused(log *slog.Logger) {
+	b.unlogged.Add(1)
+	now, last := time.Now().UnixNano(), b.lastLog.Load()
+	if now-last < int64(b.interval) || !b.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	log.Warn("request bodies refused with 503: the memory budget for request bodies is spent",
+		"count", b.unlogged.Swap(0), "budget_bytes", b.max, "in_use_bytes", b.inUse(), "interval", b.interval)
 }
 
 // rewrite builds the upstream request: identity claims the client sent
@@ -448,6 +563,7 @@ func (h *handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 }
 
 func (h *handler) done(r *http.Request, rec *recorder, ex *exchange) {
+	h.bodies.release(ex.reserved)
 	status := rec.status
 	if status == 0 {
 		status = http.StatusOK

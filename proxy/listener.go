@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -38,6 +39,14 @@ type tlsListener struct {
 	// either is closed at once (counted as "overload").
 	pending chan struct{}
 	full    func() bool
+	// perSource bounds the handshakes in progress from one source (an
+	// IPv4 address, or an IPv6 /64), so that one source cannot take the
+	// whole of pending; past it a connection is closed at once (counted
+	// as "overload_source"). bySource holds a count for each source with
+	// a handshake in progress, and nothing else.
+	perSource int
+	mu        sync.Mutex
+	bySource  map[netip.Addr]int
 
 	conns chan net.Conn
 	errs  chan error
@@ -45,9 +54,10 @@ type tlsListener struct {
 	once  sync.Once
 }
 
-func newTLSListener(inner net.Listener, config *tls.Config, timeout time.Duration, maxPending int, full func() bool, onFail func(string, net.Addr, error)) *tlsListener {
+func newTLSListener(inner net.Listener, config *tls.Config, timeout time.Duration, maxPending, maxPerSource int, full func() bool, onFail func(string, net.Addr, error)) *tlsListener {
 	l := &tlsListener{
 		inner: inner, config: config, timeout: timeout, onFail: onFail, pending: make(chan struct{}, maxPending), full: full,
+		perSource: maxPerSource, bySource: map[netip.Addr]int{},
 		conns: make(chan net.Conn), errs: make(chan error, 1), done: make(chan struct{}),
 	}
 	go l.acceptLoop()
@@ -82,17 +92,83 @@ func (l *tlsListener) acceptLoop() {
 			c.Close()
 			continue
 		}
+		src, ok := l.takeSource(c.RemoteAddr())
+		if !ok {
+			l.onFail("overload_source", c.RemoteAddr(), errOverloadSource)
+			c.Close()
+			continue
+		}
 		select {
 		case l.pending <- struct{}{}:
 			go func() {
-				defer func() { <-l.pending }()
+				defer func() { <-l.pending; l.releaseSource(src) }()
 				l.handshake(c)
 			}()
 		default:
+			l.releaseSource(src)
 			l.onFail("overload", c.RemoteAddr(), errOverload)
 			c.Close()
 		}
 	}
+}
+
+// errOverloadSource is a connection closed because its source has as
+// many handshakes in progress as one source may.
+var errOverloadSource = errors.New("too many handshakes in progress from this source")
+
+// sourceOf is the source a connection's handshakes count against: its
+// IPv4 address, or the /64 of its IPv6 address (what one host or site
+// usually holds). A remote address that is no IP counts as one source.
+func sourceOf(remote net.Addr) netip.Addr {
+	var ip netip.Addr
+	if ta, ok := remote.(*net.TCPAddr); ok {
+		ip, _ = netip.AddrFromSlice(ta.IP)
+	} else if ap, err := netip.ParseAddrPort(remote.String()); err == nil {
+		ip = ap.Addr()
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			ip = p.Addr()
+		}
+	}
+	return ip
+}
+
+// takeSource counts a handshake in progress from remote's source, unless
+// that source has perSource already.
+func (l *tlsListener) takeSource(remote net.Addr) (netip.Addr, bool) {
+	src := sourceOf(remote)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bySource[src] >= l.perSource {
+		return src, false
+	}
+	l.bySource[src]++
+	return src, true
+}
+
+// releaseSource ends a handshake counted by takeSource; a source with
+// none left leaves the map.
+func (l *tlsListener) releaseSource(src netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := l.bySource[src] - 1; n > 0 {
+		l.bySource[src] = n
+	} else {
+		delete(l.bySource, src)
+	}
+}
+
+// pendingSources is how many sources have a handshake in progress, and
+// how many handshakes they have in all (for tests).
+func (l *tlsListener) pendingSources() (sources, handshakes int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, n := range l.bySource {
+		handshakes += n
+	}
+	return len(l.bySource), handshakes
 }
 
 func (l *tlsListener) handshake(c net.Conn) {

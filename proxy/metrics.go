@@ -14,6 +14,7 @@ type metrics struct {
 	requests   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	inflight   prometheus.Gauge
+	bodyBytes  prometheus.Gauge
 	handshakes *prometheus.CounterVec
 	upstream   *prometheus.CounterVec
 	denied     *prometheus.CounterVec
@@ -37,13 +38,17 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 			Name: "pgbapi_proxy_upstream_inflight_requests",
 			Help: "Requests at the upstream now.",
 		}),
+		bodyBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pgbapi_proxy_request_body_buffered_bytes",
+			Help: "Bytes of request bodies held in memory now (reserved from the request body budget).",
+		}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgbapi_proxy_tls_handshake_failures_total",
-			Help: "TLS handshakes that failed, by reason (no_cert, unknown_ca, expired, revoked, bad_identity, bad_usage, protocol, timeout, aborted, overload, ...).",
+			Help: "TLS handshakes that failed, by reason (no_cert, unknown_ca, expired, revoked, bad_identity, bad_usage, protocol, timeout, aborted, overload, overload_source, ...).",
 		}, []string{"reason"}),
 		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgbapi_proxy_upstream_errors_total",
-			Help: "Requests the upstream did not answer, by kind (unreachable, timeout, cut, queue_full).",
+			Help: "Requests the upstream did not answer, by kind (unreachable, timeout, cut, queue_full; body_budget: refused with 503 before it, the request body budget being spent).",
 		}, []string{"kind"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgbapi_proxy_access_denied_total",
@@ -51,7 +56,7 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 		}, []string{"client", "reason"}),
 		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgbapi_proxy_operations_started_total",
-			Help: "pg-backup-api operations started through the proxy (202 to a POST), by client name and operation type.",
+			Help: "pg-backup-api operations started through the proxy (202 to a POST), by client name and operation type (recovery, config_switch, config_update, other; unknown for a body that is not strict JSON).",
 		}, []string{"client", "type"}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -69,5 +74,5 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 
 // own are the proxy's own series that change while it serves.
 func (m *metrics) own() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.duration, m.inflight, m.handshakes, m.upstream, m.denied, m.operations}
+	return []prometheus.Collector{m.requests, m.duration, m.inflight, m.bodyBytes, m.handshakes, m.upstream, m.denied, m.operations}
 }

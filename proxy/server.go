@@ -65,7 +65,7 @@ func New(cfg Config, trust *Trust, certs CertSource) (*Server, error) {
 	s.refusals = newRefusalLog(s.log, cfg.HandshakeLogInterval)
 	s.handler = newHandler(&s.cfg, s.metrics, s.current.Load)
 	s.ready = newReadiness(cfg.Upstream, s.handler.limit)
-	s.mainL = newTLSListener(cfg.Listener, s.listenerConfig(), cfg.HandshakeTimeout, cfg.MaxPendingHandshakes,
+	s.mainL = newTLSListener(cfg.Listener, s.listenerConfig(), cfg.HandshakeTimeout, cfg.MaxPendingHandshakes, cfg.MaxPendingHandshakesPerIP,
 		func() bool { return s.conns.Load() >= int64(cfg.MaxConns) }, s.handshakeFailed)
 	s.adminL = cfg.AdminListener
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
