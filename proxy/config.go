@@ -154,13 +154,23 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Msg) }
 
-// Validate checks the settings; the error is a *FieldError.
+// Validate checks the settings and the listeners; the error is a
+// *FieldError.
 func (c *Config) Validate() error {
 	switch {
 	case c.Listener == nil:
 		return &FieldError{"Listener", "no TLS listener"}
 	case c.AdminListener == nil:
 		return &FieldError{"AdminListener", "no admin listener"}
+	}
+	return c.ValidateSettings()
+}
+
+// ValidateSettings checks everything but the listeners, so that a caller
+// can refuse wrong settings before it binds anything; the error is a
+// *FieldError.
+func (c *Config) ValidateSettings() error {
+	switch {
 	case c.Upstream == nil || (c.Upstream.Scheme != "http" && c.Upstream.Scheme != "https") || c.Upstream.Host == "":
 		return &FieldError{"Upstream", "must be an http:// or https:// URL, e.g. " + DefaultUpstream}
 	case c.MaxInflight < 0:
@@ -168,7 +178,7 @@ func (c *Config) Validate() error {
 	case c.MaxBodyBytes < 0:
 		return &FieldError{"MaxBodyBytes", "must not be negative"}
 	case c.MaxBufferedBodyBytes < c.MaxBodyBytes:
-		return &FieldError{"MaxBufferedBodyBytes", "must be at least MaxBodyBytes, or no body that large could be read"}
+		return &FieldError{"MaxBufferedBodyBytes", "must not be less than the largest request body allowed, or no body that large could be read"}
 	case c.MaxConns < 0:
 		return &FieldError{"MaxConns", "must not be negative"}
 	case c.MaxPendingHandshakes < 0:

@@ -69,6 +69,10 @@ upstream with several workers.`,
 		bodyTimeout := fs.Duration("request-body-timeout", proxy.DefaultBodyTimeout, "how long a client may take to send a request's body")
 		writeTimeout := fs.Duration("write-timeout", proxy.DefaultWriteTimeout, "how long a client may take to read an answer once pg-backup-api gave it")
 		maxBody := fs.Int64("max-body-bytes", proxy.DefaultMaxBodyBytes, "largest request body forwarded (413 above)")
+		maxBuffered := fs.Int64("max-buffered-body-bytes", proxy.DefaultMaxBufferedBodyBytes, "request bodies held in memory at once, all clients together (503 above); at least --max-body-bytes")
+		maxConns := fs.Int("max-connections", proxy.DefaultMaxConns, "client connections open at once; one more is closed at once")
+		maxHandshakes := fs.Int("max-handshakes", proxy.DefaultMaxPendingHandshakes, "TLS handshakes in progress at once; one more is closed at once")
+		maxPerSource := fs.Int("max-handshakes-per-source", proxy.DefaultMaxPendingHandshakesPerIP, "TLS handshakes in progress from one address (IPv6: one /64), so that one source cannot take them all")
 		shutdown := fs.Duration("shutdown-timeout", proxy.DefaultShutdownTimeout, "on SIGTERM, how long requests in flight may take to finish")
 		poll := fs.Duration("trust-poll", 500*time.Millisecond, "how often root.crt, the CRL, the revocation record and the access rules are checked for changes")
 		logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -105,6 +109,7 @@ upstream with several workers.`,
 					Upstream: up, UpstreamTimeout: *upTimeout, MaxInflight: *inflight, QueueTimeout: *queue,
 					ShutdownTimeout: *shutdown, Version: versionString(), Logger: logger, Pprof: *pprofOn,
 					ReadHeaderTimeout: *headerTimeout, BodyTimeout: *bodyTimeout, WriteTimeout: *writeTimeout, MaxBodyBytes: *maxBody,
+					MaxBufferedBodyBytes: *maxBuffered, MaxConns: *maxConns, MaxPendingHandshakes: *maxHandshakes, MaxPendingHandshakesPerIP: *maxPerSource,
 				},
 			}
 			return flagError(s.run(ctx))
@@ -161,6 +166,9 @@ func (s *serveSetup) build(ctx context.Context) (_ *served, err error) {
 			closeAll()
 		}
 	}()
+	if err := s.cfg.ValidateSettings(); err != nil {
+		return nil, err // before anything is bound or loaded
+	}
 	if err := pkiPresent(s.layout); err != nil {
 		return nil, err
 	}
@@ -259,7 +267,8 @@ var serveFlags = map[string]string{
 	"Upstream": "--upstream", "UpstreamTimeout": "--upstream-timeout", "MaxInflight": "--upstream-max-inflight",
 	"QueueTimeout": "--upstream-queue-timeout", "ShutdownTimeout": "--shutdown-timeout",
 	"ReadHeaderTimeout": "--read-header-timeout", "WriteTimeout": "--write-timeout", "BodyTimeout": "--request-body-timeout",
-	"MaxBodyBytes": "--max-body-bytes", "Lifetime": "--server-cert-lifetime (or --server-cert-days)", "AccessFile": "--access-file",
+	"MaxBodyBytes": "--max-body-bytes", "MaxBufferedBodyBytes": "--max-buffered-body-bytes", "MaxConns": "--max-connections",
+	"MaxPendingHandshakes": "--max-handshakes", "MaxPendingHandshakesPerIP": "--max-handshakes-per-source", "Lifetime": "--server-cert-lifetime (or --server-cert-days)", "AccessFile": "--access-file",
 }
 
 // flagError turns a library's field error into a usage error naming the

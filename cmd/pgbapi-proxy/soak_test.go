@@ -80,7 +80,9 @@ func TestSoakIdleConnections(t *testing.T) {
 	}
 	d := pkiFor(t)
 	_, upURL := upstream(t)
-	p := startProxy(t, d, upURL, nil)
+	// Above the default bounds (4096 connections, 32 handshakes from one
+	// address): the test dials 64 at a time from 127.0.0.1.
+	p := startProxy(t, d, upURL, nil, "--max-connections", strconv.Itoa(n+100), "--max-handshakes-per-source", "128")
 	p.logs.keepLast(1 << 20)
 	pid := p.cmd.Process.Pid
 	cfg := tlsConfigFor(t, d, "pg-backup-user")
