@@ -121,7 +121,7 @@ func (r *run) settings() {
 	r.add("pki", OK, fmt.Sprintf("cluster %s, CA %s", meta.Cluster, root.Subject), "")
 }
 
-// files: every key private, the CA key root's, every pair matching.
+// files: every key private, the CA key root's, then every pair matching.
 func (r *run) files() {
 	l := r.o.Layout
 	svc := r.serviceUser()
@@ -161,6 +161,13 @@ func (r *run) files() {
 		}
 		r.add("files", OK, fmt.Sprintf("%s is private (%04o)", key, info.Mode().Perm()), "")
 	}
+	r.pairs()
+}
+
+// pairs: every certificate in the TPA directory parses and matches the
+// key beside it.
+func (r *run) pairs() {
+	l := r.o.Layout
 	certs, _ := filepath.Glob(filepath.Join(l.TPADir, "*.crt"))
 	sort.Strings(certs)
 	for _, c := range certs {

@@ -128,21 +128,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex.rc = http.NewResponseController(rec)
 	defer h.done(r, rec, ex)
 
-	switch {
-	case ex.id == nil:
-		// Cannot happen with RequireAndVerifyClientCert; refuse all the same.
-		jsonError(rec, http.StatusForbidden, "a valid client certificate is required")
-		return
-	case ex.target.refusal != nil:
-		jsonError(rec, ex.target.refusal.code, ex.target.refusal.msg)
-		return
-	case !h.allowed(rec, ex):
-		return
-	case r.ContentLength != 0 && ex.target.method != http.MethodPost:
-		// GET, HEAD and OPTIONS: pg-backup-api reads no body on them, so
-		// none is read or forwarded (-1 is a chunked body).
-		rec.Header().Set("Connection", "close")
-		jsonError(rec, http.StatusBadRequest, ex.target.method+" takes no request body")
+	if h.refused(rec, r, ex) {
 		return
 	}
 	// The whole body first, within a deadline and a size limit: a slow or
@@ -176,11 +162,39 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.metrics.inflight.Inc()
 	defer h.metrics.inflight.Dec()
+	h.send(rec, r, ex, body)
+	if ex.answer != nil {
+		putAnswerBuf(ex.answer) // written to the client by now
+	}
+}
+
+// refused answers a request that goes no further: no identity, a request
+// that cannot be named, one the rules deny, or a body on a method that
+// takes none.
+func (h *handler) refused(rec *recorder, r *http.Request, ex *exchange) bool {
+	switch {
+	case ex.id == nil:
+		// Cannot happen with RequireAndVerifyClientCert; refuse all the same.
+		jsonError(rec, http.StatusForbidden, "a valid client certificate is required")
+	case ex.target.refusal != nil:
+		jsonError(rec, ex.target.refusal.code, ex.target.refusal.msg)
+	case !h.allowed(rec, ex):
+	case r.ContentLength != 0 && ex.target.method != http.MethodPost:
+		// GET, HEAD and OPTIONS: pg-backup-api reads no body on them, so
+		// none is read or forwarded (-1 is a chunked body).
+		rec.Header().Set("Connection", "close")
+		jsonError(rec, http.StatusBadRequest, ex.target.method+" takes no request body")
+	default:
+		return false
+	}
+	return true
+}
+
+// send forwards the request: straight through the lean transport to a
+// plain-HTTP upstream at its root, through ReverseProxy otherwise.
+func (h *handler) send(rec *recorder, r *http.Request, ex *exchange, body []byte) {
 	if h.lean != nil {
 		h.forward(rec, r, ex, body)
-		if ex.answer != nil {
-			putAnswerBuf(ex.answer) // written to the client by now
-		}
 		return
 	}
 	ctx := context.WithValue(r.Context(), exchangeKey{}, ex)
@@ -191,9 +205,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	h.proxy.ServeHTTP(rec, r.WithContext(ctx))
-	if ex.answer != nil {
-		putAnswerBuf(ex.answer) // written to the client by now
-	}
 }
 
 // allowed checks the client against the current snapshot: not revoked,
