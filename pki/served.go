@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -43,7 +44,7 @@ func (l Layout) ServedKey() string { return l.KeyIn(l.ServerStore(), ServerName)
 // StoreServedCert writes the pair the service serves now into its store,
 // the key first, each file atomically.
 func StoreServedCert(l Layout, certPEM, keyPEM []byte) error {
-	if _, err := matchingPair(certPEM, keyPEM); err != nil {
+	if _, _, err := matchingPair(certPEM, keyPEM); err != nil {
 		return fmt.Errorf("storing the served certificate: %w", err)
 	}
 	if err := EnsureDir(l.ServerStore()); err != nil {
@@ -73,7 +74,7 @@ func ExportServedCert(l Layout, now time.Time) (bool, error) {
 	// (it reads it there when it restarts); a directory of root's keeps
 	// it from replacing anything else.
 	keyOwner := ownerOfStore(l.ServedKey())
-	certs, err := matchingPair(certPEM, keyPEM)
+	certs, key, err := matchingPair(certPEM, keyPEM)
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", l.ServedCert(), err)
 	}
@@ -92,6 +93,14 @@ func ExportServedCert(l Layout, now time.Time) (bool, error) {
 	}
 	if err := VerifyChain([]*x509.Certificate{certs[0], inter}, root, x509.ExtKeyUsageServerAuth, now); err != nil {
 		return false, fmt.Errorf("%s is not a server certificate of this PKI, so it is not copied: %w", l.ServedCert(), err)
+	}
+	// What is copied is made here from what was checked: the leaf and the
+	// intermediate, the key re-encoded; nothing else the store's file
+	// holds (more certificates, text, another key) reaches the TPA
+	// directory or the clients.
+	certPEM = EncodeCerts(certs[0], inter)
+	if keyPEM, err = EncodeKey(key); err != nil {
+		return false, err
 	}
 	if current, err := os.ReadFile(l.ServerCert()); err == nil && bytes.Equal(current, certPEM) {
 		return false, nil
@@ -129,19 +138,19 @@ func ownerOfStore(path string) *Owner {
 }
 
 // matchingPair parses a certificate chain and the key of its leaf.
-func matchingPair(certPEM, keyPEM []byte) ([]*x509.Certificate, error) {
+func matchingPair(certPEM, keyPEM []byte) ([]*x509.Certificate, crypto.Signer, error) {
 	certs, err := ParseCerts(certPEM)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	key, err := ParseKey(keyPEM)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !KeyMatches(certs[0], key) {
-		return nil, errors.New("the key does not belong to the certificate")
+		return nil, nil, errors.New("the key does not belong to the certificate")
 	}
-	return certs, nil
+	return certs, key, nil
 }
 
 // readNoFollow reads a regular file without following a link at path,

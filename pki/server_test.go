@@ -140,3 +140,30 @@ func TestExportRefusesWhatTheStoreMustNotHold(t *testing.T) {
 		})
 	}
 }
+
+// A good leaf the service appended to (another CA, text, a key): only
+// the leaf and the intermediate are copied, the key re-encoded, so that
+// nothing else the service wrote reaches the TPA directory or clients.
+func TestExportCopiesOnlyWhatItChecked(t *testing.T) {
+	f := pkitest.TPAHost(t, pkitest.Options{})
+	l := tpaLayout(t, f, true)
+	chain, key := renewedChain(t, l)
+	keyPEM, err := EncodeKey(key)
+	require.NoError(t, err)
+	rogue := pkitest.NewCA(t, "rogue")
+	padded := append(EncodeCerts(chain...), EncodeCerts(rogue.Cert)...)
+	padded = append(padded, []byte("arbitrary bytes chosen by the service\n")...)
+	padded = append(padded, keyPEM...)
+	paddedKey := append(append([]byte{}, keyPEM...), []byte("# and more\n")...)
+	paddedKey = append(paddedKey, EncodeCerts(rogue.Cert)...)
+	require.NoError(t, StoreServedCert(l, padded, paddedKey))
+
+	copied, err := ExportServedCert(l, time.Now())
+	require.NoError(t, err)
+	require.True(t, copied)
+	inter, err := LoadCert(l.IntermediateCert())
+	require.NoError(t, err)
+	assert.Equal(t, string(EncodeCerts(chain[0], inter)), mustRead(t, l.ServerCert()), "the leaf and the intermediate, nothing more")
+	assert.Equal(t, string(keyPEM), mustRead(t, l.ServerKey()), "the key, re-encoded")
+	assert.NotContains(t, mustRead(t, l.ServerCert()), "PRIVATE KEY")
+}
