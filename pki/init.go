@@ -3,6 +3,9 @@ package pki
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -118,9 +121,8 @@ type initRun struct {
 // the old ones stay as .old. It returns what it did, file by file. Running
 // it twice changes nothing the second time.
 func Init(o InitOptions) ([]Step, error) {
-	if o.KeyType == "" {
-		o.KeyType = DefaultKeyType
-	}
+	asked := o.KeyType
+	o.KeyType = keyTypeFor(o)
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -139,6 +141,9 @@ func Init(o InitOptions) ([]Step, error) {
 	r := &initRun{o: o, now: time.Now()}
 	if o.Now != nil {
 		r.now = o.Now()
+	}
+	if asked != "" && asked != o.KeyType {
+		r.step(LeftAlone, "key type", o.Meta(), fmt.Sprintf("stays %s, chosen when this PKI was set up; --key-type %s is for a new PKI", o.KeyType, asked))
 	}
 	err := withLock(o.Layout, func() error {
 		inv, err := ReadInventory(o.Layout)
@@ -163,6 +168,35 @@ func Init(o InitOptions) ([]Step, error) {
 		return addRecords(o.Layout, r.recs...)
 	})
 	return r.steps, err
+}
+
+// keyTypeFor is the key type of every key init generates: the one
+// recorded by the first init; on a first init, the one asked for, else
+// the kind of the CA being adopted (RSA 2048 for an RSA CA such as
+// TPA's, so that RSA-only clients keep working and serve adds an ECDSA
+// companion), else DefaultKeyType.
+func keyTypeFor(o InitOptions) KeyType {
+	if m, err := ReadMeta(o.Layout); err == nil && m.KeyType != "" {
+		return m.KeyType
+	}
+	if o.KeyType != "" {
+		return o.KeyType
+	}
+	caFile := o.CACertFile
+	if caFile == "" {
+		caFile = o.RootCert()
+	}
+	if ca, err := LoadCert(caFile); err == nil {
+		switch pub := ca.PublicKey.(type) {
+		case *rsa.PublicKey:
+			return RSA2048
+		case *ecdsa.PublicKey:
+			if pub.Curve == elliptic.P384() {
+				return ECDSAP384
+			}
+		}
+	}
+	return DefaultKeyType
 }
 
 func (r *initRun) step(a Action, what, path, note string) {

@@ -69,7 +69,7 @@ func declareInitFlags(fs *pflag.FlagSet) *initFlags {
 	fs.StringVar(&f.cluster, "cluster-name", "", "cluster name; the CA is CN=<cluster>.CA (default: this machine's short host name)")
 	fs.StringSliceVar(&f.hosts, "hostname", nil, "host name for the server certificate; repeat or comma-separate (default: host name, FQDN, localhost)")
 	fs.StringSliceVar(&f.ips, "ip", nil, "IP address for the server certificate; repeat or comma-separate (default: 127.0.0.1)")
-	fs.StringVar(&f.keyType, "key-type", string(pki.DefaultKeyType), keyTypeUsage())
+	fs.StringVar(&f.keyType, "key-type", "", keyTypeUsage()+" (default: on a first init, RSA 2048 when adopting an RSA CA such as TPA's, else "+string(pki.DefaultKeyType)+"; later, the one chosen then)")
 	fs.StringVar(&f.caCert, "ca-cert", "", "adopt this existing CA certificate (PEM) instead of creating one")
 	fs.StringVar(&f.caKey, "ca-key", "", "the key of --ca-cert (PEM, unencrypted)")
 	fs.IntVar(&f.serverDays, "server-cert-days", pki.DefaultServerDays, "lifetime of the server certificate, in days; the same setting as serve's (PGBAPI_PROXY_SERVER_CERT_DAYS sets both)")
@@ -112,9 +112,12 @@ func (f *initFlags) run(ctx context.Context, sio *stdio, args []string) error {
 // options turns the flags into pki.InitOptions, filling in the cluster
 // name and the server certificate's names where they were not given.
 func (f *initFlags) options(ctx context.Context) (pki.InitOptions, error) {
-	kt, err := pki.ParseKeyType(f.keyType)
-	if err != nil {
-		return pki.InitOptions{}, usagef("--key-type: %v", err)
+	var kt pki.KeyType
+	if f.keyType != "" {
+		var err error
+		if kt, err = pki.ParseKeyType(f.keyType); err != nil {
+			return pki.InitOptions{}, usagef("--key-type: %v", err)
+		}
 	}
 	opts := pki.InitOptions{
 		Layout: *f.layout, Cluster: f.cluster, KeyType: kt,

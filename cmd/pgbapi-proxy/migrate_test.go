@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/internal/needs"
+	"github.com/pgbapi/pgbapi-proxy/pki"
 	"github.com/pgbapi/pgbapi-proxy/pki/pkitest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -90,6 +91,12 @@ func TestMigrateATPAHost(t *testing.T) {
 			} else {
 				assert.Regexp(t, `(?m)^adopted\s+server certificate\s.*recorded for later: the CA key is not on this host, so serve uses this one as it is`, r.stdout)
 			}
+			meta, err := pki.ReadMeta(pki.Layout{TPADir: d.tpa, StateDir: d.state})
+			require.NoError(t, err)
+			assert.Equal(t, pki.RSA2048, meta.KeyType, "an RSA CA keeps the PKI RSA (serve adds an ECDSA companion)")
+			again := cli(t, nil, d.flags("init", "--key-type", "ecdsa-p384")...)
+			requireOK(t, again)
+			assert.Regexp(t, `(?m)^left alone\s+key type\s.*stays rsa-2048, chosen when this PKI was set up; --key-type ecdsa-p384 is for a new PKI`, again.stdout)
 			assert.Len(t, regexp.MustCompile(`(?m)\s`+regexpQuote(filepath.Join(d.tpa, "root.crt"))+`(\s|$)`).FindAllString(r.stdout, -1), 1, "one line for root.crt:\n%s", r.stdout)
 			assert.Regexp(t, `(?m)^left alone\s+certificate stranger.crt\s.*signed by another CA \(CN=other.CA\)`, r.stdout)
 			assert.Regexp(t, `(?m)^created\s+CA in the system trust store\s+`+regexpQuote(filepath.Join(trust, "tpa.crt")), r.stdout, "the cluster name comes from CN=tpa.CA")

@@ -77,6 +77,17 @@ func TestReplacingApacheWalkthrough(t *testing.T) {
 				require.Equal(t, 0, r.code, "%s: %s", client, r.stderr)
 				assert.True(t, strings.HasPrefix(r.stdout, `{"global"`), r.stdout)
 			}
+			// A client that does only RSA (TLS 1.2, ECDHE-RSA) still gets
+			// in, as it did through Apache: the PKI stays RSA (an ECDSA
+			// companion is served to the others).
+			rsaOnly := func() result {
+				return runCmd(t, exec.Command("curl", "-sS", "--max-time", "10", "--capath", trust, "--resolve", "barman1:"+p.port()+":127.0.0.1",
+					"--tlsv1.2", "--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256",
+					"--cert", filepath.Join(d.tpa, "pg-backup-user.crt"), "--key", filepath.Join(d.tpa, "pg-backup-user.key"),
+					"https://barman1:"+p.port()+"/status"))
+			}
+			r = rsaOnly()
+			assert.Equal(t, 0, r.code, "an RSA-only client: %s", r.stderr)
 			if withKey {
 				first := servedSerialFor(t, p, trust, "barman1")
 				require.Eventually(t, func() bool { return servedSerialFor(t, p, trust, "barman1") != first }, 30*time.Second, 200*time.Millisecond, "renewed")
@@ -84,6 +95,8 @@ func TestReplacingApacheWalkthrough(t *testing.T) {
 					r := documented("pg-backup-user", host)
 					assert.Equal(t, 0, r.code, "after renewal, by %s: %s", host, r.stderr)
 				}
+				r = rsaOnly()
+				assert.Equal(t, 0, r.code, "an RSA-only client after renewal: %s", r.stderr)
 			}
 
 			// 7. Revoke the PEM agent: refused within 2 s on a kept-alive
