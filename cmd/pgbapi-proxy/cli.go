@@ -77,7 +77,7 @@ func dispatch(ctx context.Context, sio *stdio, args []string) error {
 	name, rest := args[0], args[1:]
 	switch name {
 	case "help", "-h", "--help":
-		if len(rest) == 0 {
+		if len(rest) == 0 || rest[0] == "-h" || rest[0] == "--help" || rest[0] == "help" {
 			fmt.Fprint(sio.out, mainUsage())
 			return nil
 		}

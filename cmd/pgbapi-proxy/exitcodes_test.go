@@ -71,7 +71,8 @@ func TestExitCodes(t *testing.T) {
 		{"status", []string{"status", "--admin-listen", "localhost"}, 2, `--admin-listen "localhost": give HOST:PORT`},
 		{"doctor", empty.flags("doctor", "--settings-file", "/dev/null", "--listen", "443"), 2, `--listen "443": give HOST:PORT`},
 		{"revoke", d.flags("revoke"), 2, "revoke needs one of --name NAME, --serial SERIAL or --cert FILE"},
-		{"revoke", d.flags("revoke", "--name", "pem", "--serial", "01"), 2, "revoke needs one of"},
+		{"revoke", d.flags("revoke", "--name", "pem", "--serial", "1000"), 2, "revoke takes only one of --name NAME, --serial SERIAL or --cert FILE"},
+		{"revoke", d.flags("revoke", "--name", "pem", "--serial", "01"), 2, "revoke takes only one of"},
 		{"revoke", d.flags("revoke", "--name", "nobody"), 1, `no client certificate named "nobody"`},
 
 		{"serve", empty.flags("serve", "--log-format", "xml"), 2, `--log-format "xml"`},

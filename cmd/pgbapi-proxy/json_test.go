@@ -164,6 +164,7 @@ func TestShow(t *testing.T) {
 	} {
 		assert.Contains(t, r.stdout, want)
 	}
+	assert.Equal(t, r.stdout, cli(t, nil, d.flags("show", "--name", "pg-backup-api")...).stdout, "--name NAME is NAME")
 
 	// A renewal replaces the file: the old serial is shown from the
 	// inventory, and says its file now holds another certificate.

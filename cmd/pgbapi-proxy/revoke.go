@@ -47,8 +47,11 @@ none is: a revocation that could not be written is not reported.`,
 					given++
 				}
 			}
-			if given != 1 {
+			switch {
+			case given == 0:
 				return usagef("revoke needs one of --name NAME, --serial SERIAL or --cert FILE")
+			case given > 1:
+				return usagef("revoke takes only one of --name NAME, --serial SERIAL or --cert FILE")
 			}
 			res, err := pki.Revoke(pki.RevokeOptions{Layout: *layout, Name: *name, Serial: *serial, CertFile: *cert})
 			if err != nil {

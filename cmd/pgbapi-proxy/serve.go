@@ -32,8 +32,10 @@ for byte. The verified client's name reaches the upstream in the
 ` + proxy.ClientHeader + ` header; identity headers a client sends are dropped.
 
 The server certificate is issued from the cluster's intermediate and
-renewed while serving, at a third of its lifetime left; each new one is
-also written to pg-backup-api.crt/.key. On a host without the CA key,
+renewed while serving, at a third of its lifetime left; each new one goes
+into the service's own store (<state-dir>/server/), from which root's
+'pgbapi-proxy sync-server-cert' (the packaged pgbapi-proxy-server-cert.path
+unit) copies it to pg-backup-api.crt/.key. On a host without the CA key,
 pg-backup-api.crt/.key are served as they are.
 
 Revoked certificates (pgbapi-proxy revoke) are refused within a second,

@@ -29,13 +29,17 @@ inventory entry when it was issued here.`,
 		layout := layoutFlags(fs)
 		serial := fs.String("serial", "", "the certificate with this serial (hex, as list prints it)")
 		certFile := fs.String("cert", "", "the certificate in this PEM file")
+		byName := fs.String("name", "", "the current certificate of this name (the same as NAME, as revoke and issue-client spell it)")
 		asJSON := fs.Bool("json", false, "print JSON (see README, Machine-readable output)")
 		return func(ctx context.Context, sio *stdio, args []string) error {
 			if len(args) > 1 {
 				return usagef("show takes one NAME; see '%s show --help'", prog)
 			}
-			name := ""
+			name := *byName
 			if len(args) == 1 {
+				if name != "" {
+					return usagef("show takes NAME or --name NAME, not both")
+				}
 				name = args[0]
 			}
 			given := 0
