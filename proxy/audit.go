@@ -36,19 +36,31 @@ type audit struct {
 	body   []byte
 }
 
+// defaultServerOperation is what pg-backup-api starts for a server
+// operation whose body has no "type" (its DEFAULT_OP_TYPE).
+const defaultServerOperation = "recovery"
+
+// utf8BOM starts a body Python's json.loads(bytes) reads as UTF-8 all the
+// same (it detects utf-8-sig), so the audit skips it too.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
 // operationType reads the body's top-level "type" as pg-backup-api does:
 // the key matched case-sensitively (encoding/json would take "Type" for a
-// struct field), the last of duplicate keys winning. A body that is not a
-// strict JSON object, or whose "type" is not a string, gives unknownType
-// and strict false.
+// struct field), the last of duplicate keys winning, a UTF-8 BOM skipped,
+// and no "type" on a server's operations meaning a recovery. A body that
+// is not a strict JSON object, or whose "type" is not a string, gives
+// unknownType and strict false.
 func (a *audit) operationType() (typ string, strict bool) {
 	var top map[string]json.RawMessage
-	if json.Unmarshal(a.body, &top) != nil || top == nil {
+	if json.Unmarshal(bytes.TrimPrefix(a.body, utf8BOM), &top) != nil || top == nil {
 		return unknownType, false
 	}
 	raw, ok := top["type"]
 	if !ok {
-		return "", true
+		if a.server != "" {
+			return defaultServerOperation, true
+		}
+		return "", true // an instance operation needs a type: pg-backup-api refuses it
 	}
 	if json.Unmarshal(raw, &typ) != nil || len(raw) == 0 || raw[0] != '"' {
 		return unknownType, false

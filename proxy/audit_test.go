@@ -42,6 +42,10 @@ func TestAuditTypeIsReadAsPythonReadsIt(t *testing.T) {
 		{`{"type":"recovery","n":NaN}`, "unknown", "unknown", false},
 		{`{"type":"recovery","n":Infinity}`, "unknown", "unknown", false},
 		{`{"type":7}`, "unknown", "unknown", false},
+		// No type: pg-backup-api starts its default, a recovery.
+		{`{"backup_id":"20261122T120000"}`, "recovery", "recovery", true},
+		// A UTF-8 BOM: Python's json.loads(bytes) reads through it.
+		{"\xef\xbb\xbf" + `{"type":"config_switch"}`, "config_switch", "config_switch", true},
 	} {
 		client := fmt.Sprintf("c%d", i)
 		cert := h.ca.Client(t, client)

@@ -113,3 +113,29 @@ func TestRequestBodiesHaveABudget(t *testing.T) {
 	assert.Equal(t, http.StatusAccepted, code, "bodies pass again")
 	assert.Eventually(t, func() bool { return h.srv.handler.bodies.inUse() == 0 }, 5*time.Second, 10*time.Millisecond)
 }
+
+// Headers that announce a body and then stall hold none of the budget:
+// memory is reserved as bytes arrive, so a client cannot spend the budget
+// of everyone else by promising bodies it never sends.
+func TestAnnouncedBodiesHoldNoBudget(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *Trust) {
+		c.MaxBodyBytes = 64 << 10
+		c.MaxBufferedBodyBytes = 2 * 64 << 10
+	})
+	ops := h.ca.Client(t, "ops")
+	head := fmt.Sprintf("POST /servers/pg/operations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", 64<<10)
+	for range 10 {
+		conn := h.rawConn(t, ops)
+		io.WriteString(conn, head) //nolint:errcheck // the body never comes
+	}
+	time.Sleep(200 * time.Millisecond)
+	assert.Zero(t, h.srv.handler.bodies.inUse(), "ten announced bodies, none sent: nothing reserved")
+	code, _ := h.do(t, h.client(&ops), "POST", "/operations", `{"type":"config_update"}`)
+	assert.Equal(t, http.StatusAccepted, code, "a real body passes")
+
+	// One byte sent holds a little, not the announced 64 KiB.
+	conn := h.rawConn(t, ops)
+	io.WriteString(conn, head+"{") //nolint:errcheck // the rest never comes
+	require.Eventually(t, func() bool { return h.srv.handler.bodies.inUse() > 0 }, 5*time.Second, 10*time.Millisecond)
+	assert.LessOrEqual(t, h.srv.handler.bodies.inUse(), int64(512))
+}

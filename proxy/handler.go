@@ -281,49 +281,52 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request, ex *exchange)
 	return data, true
 }
 
-// bodyStep is the least a body of unknown length grows by.
-const bodyStep = 32 << 10
+// bodyChunk is what one read of a request body takes at most; the chunks
+// are pooled, so a connection whose body has not arrived holds one.
+const bodyChunk = 4 << 10
 
-// readBudgeted reads body whole: n bytes (its Content-Length, reserved
-// before reading), or, when n is -1 (chunked), up to maxBody+1 bytes,
-// reserving each growth of the buffer before reading into it. What it
-// reserved is added to ex.reserved, whatever happens.
+var bodyChunks = sync.Pool{New: func() any { return new([bodyChunk]byte) }}
+
+// readBudgeted reads body whole: n bytes (its Content-Length), or, when n
+// is -1 (chunked), up to maxBody+1 bytes, so that the caller sees one
+// that is too long. Memory is reserved in the request body budget only
+// as bytes arrive (the buffer grows by doubling, and each growth is
+// reserved first): a client that sends headers and stalls holds none of
+// it, one that sends part of a body holds about what it sent.
 func (h *handler) readBudgeted(body io.Reader, n int64, ex *exchange) ([]byte, error) {
+	limit := h.maxBody + 1
 	if n >= 0 {
-		if !h.bodies.reserve(n) {
-			return nil, errOverBudget
-		}
-		ex.reserved += n
-		data := make([]byte, n)
-		if _, err := io.ReadFull(body, data); err != nil {
-			return nil, err
-		}
-		return data, nil
+		limit = n
 	}
+	chunk := bodyChunks.Get().(*[bodyChunk]byte)
+	defer bodyChunks.Put(chunk)
 	var data []byte
-	for {
-		if len(data) == cap(data) {
-			step := min(max(int64(cap(data)), bodyStep), h.maxBody+1-int64(cap(data)))
-			if step <= 0 {
-				return data, nil // over maxBody: the caller answers 413
+	for int64(len(data)) < limit {
+		m, err := body.Read(chunk[:min(int64(bodyChunk), limit-int64(len(data)))])
+		if m > 0 {
+			if len(data)+m > cap(data) {
+				grow := min(int64(max(2*cap(data), len(data)+m, 512)), limit) - int64(cap(data))
+				if !h.bodies.reserve(grow) {
+					return nil, errOverBudget
+				}
+				ex.reserved += grow
+				grown := make([]byte, len(data), int64(cap(data))+grow)
+				copy(grown, data)
+				data = grown
 			}
-			if !h.bodies.reserve(step) {
-				return nil, errOverBudget
-			}
-			ex.reserved += step
-			grown := make([]byte, len(data), int64(cap(data))+step)
-			copy(grown, data)
-			data = grown
+			data = append(data, chunk[:m]...)
 		}
-		m, err := body.Read(data[len(data):cap(data)])
-		data = data[:len(data)+m]
 		if err == io.EOF {
+			if n >= 0 && int64(len(data)) < n {
+				return nil, io.ErrUnexpectedEOF
+			}
 			return data, nil
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
+	return data, nil
 }
 
 // errOverBudget is a request body that would take the request bodies
