@@ -65,6 +65,7 @@ func rowNamed(rows []map[string]any, name string) map[string]any {
 func TestMigrateATPAHost(t *testing.T) {
 	f := pkitest.TPAHost(t, pkitest.Options{ExtraDNS: []string{"barman1.example.com"}, ExtraIPs: []string{"10.1.2.3"}})
 	other := pkitest.TPAHost(t, pkitest.Options{Cluster: "other"})
+	f.Client(t, "expired-agent", -1) // signed by the cluster CA, expired yesterday
 	for _, withKey := range []bool{true, false} {
 		t.Run(map[bool]string{true: "with the CA key", false: "without the CA key"}[withKey], func(t *testing.T) {
 			d := tpaDirs(t, f)
@@ -129,6 +130,12 @@ func TestMigrateATPAHost(t *testing.T) {
 					assert.Contains(t, l.Detail, want, "without the CA key, the test client is used")
 				}
 			}
+
+			// An expired certificate of the cluster CA, revoked by file:
+			// said to be refused anyway and left out of the record.
+			r = cli(t, nil, d.flags("revoke", "--cert", filepath.Join(d.tpa, "expired-agent.crt"))...)
+			requireOK(t, r)
+			assert.Regexp(t, `revoked expired-agent \(serial [0-9A-F]+; it expired on \d{4}-\d{2}-\d{2}, so it is refused anyway and is not listed in the revocation record or the CRL\)`, r.stdout)
 
 			// Revoke another CA's certificate: refused, nothing changes.
 			before := tree(t, filepath.Dir(d.tpa))

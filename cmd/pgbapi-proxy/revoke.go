@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
 	"github.com/pgbapi/pgbapi-proxy/pkisource"
@@ -60,7 +61,15 @@ none is: a revocation that could not be written is not reported.`,
 			if *asJSON {
 				return printRevokeJSON(sio, res)
 			}
+			now := time.Now()
 			for _, r := range res.Records {
+				if !r.NotAfter.IsZero() && !now.Before(r.NotAfter) {
+					// Expired: refused in the handshake anyway, and left out
+					// of the record and the CRL as expired entries are.
+					fmt.Fprintf(sio.out, "revoked %s (serial %s; it expired on %s, so it is refused anyway and is not listed in the revocation record or the CRL)\n",
+						r.Name, r.Serial, r.NotAfter.UTC().Format("2006-01-02"))
+					continue
+				}
 				fmt.Fprintf(sio.out, "revoked %s (serial %s)\n", r.Name, r.Serial)
 			}
 			for _, r := range res.Already {
