@@ -85,6 +85,9 @@ func InstallSystemTrust(st SystemTrust, cluster string, root *x509.Certificate) 
 		return Step{}, fmt.Errorf("installing the cluster CA in the system trust store: %w (skip it with --no-system-trust)", err)
 	}
 	note := "clients on this host trust it without --cacert"
+	if len(st.Update) == 0 {
+		note = "no update command runs for a directory given here: only clients that read it (curl --capath " + st.Dir + ") trust it"
+	}
 	if len(st.Update) > 0 {
 		cmd, err := lookPathSbin(st.Update[0])
 		if err == nil {

@@ -106,7 +106,7 @@ func (f *initFlags) run(ctx context.Context, sio *stdio, args []string) error {
 			return reportInit(sio, f.asJSON, steps, "", err)
 		}
 	}
-	return reportInit(sio, f.asJSON, steps, f.testCommand(trusted, meta.Hostnames[0]), nil)
+	return reportInit(sio, f.asJSON, steps, f.testCommand(trusted, f.trustDir, meta.Hostnames[0]), nil)
 }
 
 // options turns the flags into pki.InitOptions, filling in the cluster
@@ -165,12 +165,16 @@ func (f *initFlags) machineDefaults(ctx context.Context, opts *pki.InitOptions) 
 }
 
 // testCommand is the curl command that tries the test client certificate;
-// it needs --cacert unless the cluster CA is in the system trust store.
-func (f *initFlags) testCommand(trusted bool, host string) string {
+// it needs --cacert unless the cluster CA is in the system trust store,
+// and --capath for a trust directory given with --system-trust-dir.
+func (f *initFlags) testCommand(trusted bool, trustDir, host string) string {
 	l := f.layout
 	cacert := ""
-	if !trusted {
+	switch {
+	case !trusted:
 		cacert = "--cacert " + l.RootCert() + " "
+	case trustDir != "":
+		cacert = "--capath " + trustDir + " "
 	}
 	return fmt.Sprintf("curl %s--cert %s --key %s https://%s/diagnose",
 		cacert, l.CertIn(l.TPADir, pki.TestClientName), l.KeyIn(l.TPADir, pki.TestClientName), host)

@@ -101,7 +101,7 @@ func TestMigrateATPAHost(t *testing.T) {
 			assert.Len(t, regexp.MustCompile(`(?m)\s`+regexpQuote(filepath.Join(d.tpa, "root.crt"))+`(\s|$)`).FindAllString(r.stdout, -1), 1, "one line for root.crt:\n%s", r.stdout)
 			assert.Regexp(t, `(?m)^left alone\s+certificate stranger.crt\s.*signed by another CA \(CN=other.CA\)`, r.stdout)
 			assert.Regexp(t, `(?m)^created\s+CA in the system trust store\s+`+regexpQuote(filepath.Join(trust, "tpa.crt")), r.stdout, "the cluster name comes from CN=tpa.CA")
-			assert.Contains(t, r.stdout, "Test it: curl --cert ", "no --cacert once the CA is trusted")
+			assert.Contains(t, r.stdout, "Test it: curl --capath "+trust+" --cert ", "no --cacert once the CA is trusted; --capath for a directory no update command reads")
 			assert.Contains(t, r.stdout, "https://barman1/diagnose", "by the inventory host name")
 
 			r = cli(t, nil, d.flags("list")...)
