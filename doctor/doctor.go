@@ -108,7 +108,13 @@ func Failed(results []Result) int {
 func (r *run) settings() {
 	meta, err := pki.ReadMeta(r.o.Layout)
 	if err != nil {
-		r.add("pki", Fail, err.Error(), r.command("init"))
+		fix := r.command("init")
+		if r.o.Layout.TPADir != pki.DefaultTPADir && r.o.Layout.StateDir == pki.DefaultStateDir {
+			// A TPA directory of its own with the default state
+			// directory: most likely --state-dir was left out.
+			fix = "give the --state-dir this PKI was set up with; to set one up, " + r.command("init") + " --state-dir DIR"
+		}
+		r.add("pki", Fail, err.Error(), fix)
 		return
 	}
 	r.meta = meta
