@@ -58,6 +58,10 @@ type Options struct {
 	CertFile    string   // a client certificate for the end-to-end check
 	KeyFile     string
 	Now         time.Time
+	// StateDirDefault says the state directory was not given (the
+	// default is used): with a TPA directory of its own, a missing PKI
+	// then most likely means --state-dir was left out.
+	StateDirDefault bool
 }
 
 // Thresholds for expiry.
@@ -109,10 +113,10 @@ func (r *run) settings() {
 	meta, err := pki.ReadMeta(r.o.Layout)
 	if err != nil {
 		fix := r.command("init")
-		if r.o.Layout.TPADir != pki.DefaultTPADir && r.o.Layout.StateDir == pki.DefaultStateDir {
+		if r.o.Layout.TPADir != pki.DefaultTPADir && r.o.StateDirDefault {
 			// A TPA directory of its own with the default state
 			// directory: most likely --state-dir was left out.
-			fix = "give the --state-dir this PKI was set up with; to set one up, " + r.command("init") + " --state-dir DIR"
+			fix = "give the --state-dir this PKI was set up with; to set one up, pgbapi-proxy init --tpa-dir " + shellQuote(r.o.Layout.TPADir) + " --state-dir DIR"
 		}
 		r.add("pki", Fail, err.Error(), fix)
 		return

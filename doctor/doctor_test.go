@@ -30,3 +30,25 @@ func TestUnusableUpstreamDoesNotPanic(t *testing.T) {
 	}
 	t.Fatalf("no upstream line: %+v", res)
 }
+
+// A TPA directory of its own and no --state-dir: the fix for a missing
+// PKI names --state-dir rather than an init that would set one up in the
+// default state directory; with the state directory given, init is the
+// fix.
+func TestMissingPKIFixNamesTheStateDir(t *testing.T) {
+	base := t.TempDir()
+	l := pki.Layout{TPADir: filepath.Join(base, "tpa"), StateDir: filepath.Join(base, "state")}
+	for _, tc := range []struct {
+		stateDirDefault bool
+		fix             string
+	}{
+		{true, "give the --state-dir this PKI was set up with; to set one up, pgbapi-proxy init --tpa-dir " + l.TPADir + " --state-dir DIR"},
+		{false, "pgbapi-proxy init --tpa-dir " + l.TPADir + " --state-dir " + l.StateDir},
+	} {
+		res := Run(context.Background(), Options{Layout: l, StateDirDefault: tc.stateDirDefault, Listen: "127.0.0.1:1", AdminListen: "127.0.0.1:1",
+			Upstream: &url.URL{Scheme: "http", Host: "127.0.0.1:1"}})
+		if res[0].Area != "pki" || res[0].Status != Fail || res[0].Fix != tc.fix {
+			t.Fatalf("state dir default %v: %+v, want fix %q", tc.stateDirDefault, res[0], tc.fix)
+		}
+	}
+}

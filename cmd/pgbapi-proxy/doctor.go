@@ -137,7 +137,7 @@ func (f *doctorFlags) options(ctx context.Context) (doctor.Options, error) {
 		f.hosts = dedupe([]string{short, fqdn})
 	}
 	return doctor.Options{
-		Layout: *f.layout, Listen: f.listen, AdminListen: f.admin, Upstream: up,
+		Layout: *f.layout, StateDirDefault: f.layout.StateDir == pki.DefaultStateDir, Listen: f.listen, AdminListen: f.admin, Upstream: up,
 		Hostnames: f.hosts, ServiceUser: f.svcUser, CertFile: f.cert, KeyFile: f.key,
 	}, nil
 }

@@ -201,22 +201,3 @@ func TestDoctorFixNamesDirectories(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stdout, "fix: pgbapi-proxy issue-client --renew --name pem --out "+out+" --tpa-dir "+d.tpa+" --state-dir "+d.state+"\n")
 }
-
-// A TPA directory of its own with the default state directory: doctor
-// does not suggest an init that would set a PKI up in the default state
-// directory, but names --state-dir.
-func TestDoctorNamesAMissingStateDir(t *testing.T) {
-	t.Parallel()
-	d := pkiFor(t)
-	r := cli(t, nil, "doctor", "--tpa-dir", d.tpa, "--listen", closedAddr(t), "--admin-listen", closedAddr(t), "--upstream", "http://"+closedAddr(t),
-		"--hostname", "localhost", "--settings-file", "/dev/null", "--service-user", "")
-	if !strings.Contains(r.stdout, "no PKI here") {
-		// Only when a real PKI is in the default state directory (a
-		// package test installing beside this one).
-		_, err := os.Stat(filepath.Join(pki.DefaultStateDir, "pki.json"))
-		require.NoError(t, err, "doctor found a PKI although %s has none:\n%s", pki.DefaultStateDir, r.stdout)
-		t.Skip("a PKI is installed in " + pki.DefaultStateDir + " right now")
-	}
-	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stdout, "fix: give the --state-dir this PKI was set up with; to set one up, pgbapi-proxy init --tpa-dir "+d.tpa+" --state-dir DIR\n")
-}
