@@ -124,6 +124,7 @@ type bodyBudget struct {
 	max      int64
 	interval time.Duration
 	gauge    prometheus.Gauge
+	msg      string // what the log says when refusals happened
 	used     atomic.Int64
 	unlogged atomic.Int64 // refusals not yet in the log
 	lastLog  atomic.Int64 // when they last were, in Unix nanoseconds
@@ -158,6 +159,6 @@ func (b *bodyBudget) refused(log *slog.Logger) {
 	if now-last < int64(b.interval) || !b.lastLog.CompareAndSwap(last, now) {
 		return
 	}
-	log.Warn("request bodies refused with 503: the memory budget for request bodies is spent",
+	log.Warn(b.msg,
 		"count", b.unlogged.Swap(0), "budget_bytes", b.max, "in_use_bytes", b.inUse(), "interval", b.interval)
 }

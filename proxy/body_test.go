@@ -139,3 +139,40 @@ func TestAnnouncedBodiesHoldNoBudget(t *testing.T) {
 	require.Eventually(t, func() bool { return h.srv.handler.bodies.inUse() > 0 }, 5*time.Second, 10*time.Millisecond)
 	assert.LessOrEqual(t, h.srv.handler.bodies.inUse(), int64(512))
 }
+
+// Answers held for clients that have not read them yet share a budget:
+// with the budget spent (by answers waiting for slow clients), an answer
+// streams instead of adding to memory, arrives whole, and the budget
+// holds nothing of it afterwards.
+func TestAnswersHaveABudget(t *testing.T) {
+	const size = 40 << 10
+	h := newHarness(t, func(c *Config, _ *Trust) {
+		c.MaxAnswerBytes = 2 * size
+		c.MaxBufferedAnswerBytes = 2 * size
+	})
+	h.up.DiagnoseBytes = size
+	pem := h.ca.Client(t, "pem")
+	c := h.client(&pem)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(h.logs.String())
+		}
+	})
+
+	code, body := h.do(t, c, "GET", "/diagnose", "")
+	require.Equal(t, http.StatusOK, code)
+	assert.Greater(t, len(body), size-(16<<10))
+	assert.Zero(t, h.srv.handler.answers.inUse(), "given back once written")
+	assert.NotContains(t, h.logs.String(), "the memory budget for answers is spent", "room for it: buffered")
+
+	// Slow clients hold the whole budget now.
+	require.True(t, h.srv.handler.answers.reserve(2*size))
+	code, streamed := h.do(t, c, "GET", "/diagnose", "")
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, body, streamed, "streamed, the answer arrives whole")
+	assert.Equal(t, int64(2*size), h.srv.handler.answers.inUse(), "nothing added past the budget")
+	assert.Contains(t, h.logs.String(), "the memory budget for answers is spent")
+	assert.True(t, h.hasMetric(t, fmt.Sprintf("pgbapi_proxy_answer_buffered_bytes %d", 2*size)))
+	h.srv.handler.answers.release(2 * size)
+	assert.True(t, h.hasMetric(t, "pgbapi_proxy_answer_buffered_bytes 0"))
+}

@@ -16,6 +16,7 @@
 package proxy
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -64,6 +65,12 @@ type Config struct {
 	// it is read. Zero: DefaultMaxBufferedBodyBytes, or MaxBodyBytes if
 	// larger.
 	MaxBufferedBodyBytes int64
+	// MaxBufferedAnswerBytes bounds the upstream answer bytes held in
+	// memory across all connections until their clients read them; an
+	// answer past it streams instead, holding its upstream slot while
+	// the client reads (within WriteTimeout). Zero:
+	// DefaultMaxBufferedAnswerBytes, or MaxAnswerBytes if larger.
+	MaxBufferedAnswerBytes int64
 
 	// TicketKeyRotation is how often the TLS session ticket key changes;
 	// a new trust snapshot always brings a new key.
@@ -99,10 +106,13 @@ const (
 	DefaultMaxBufferedBodyBytes = 32 << 20
 	// DefaultMaxAnswerBytes bounds an upstream answer held in memory:
 	// /diagnose is tens of KB; a larger answer streams, holding its slot.
-	DefaultMaxAnswerBytes       = 4 << 20
-	DefaultMaxInflight          = 1
-	DefaultMaxConns             = 4096
-	DefaultMaxPendingHandshakes = 256
+	DefaultMaxAnswerBytes = 4 << 20
+	// DefaultMaxBufferedAnswerBytes is 16 answers of DefaultMaxAnswerBytes,
+	// thousands of /diagnose answers.
+	DefaultMaxBufferedAnswerBytes = 64 << 20
+	DefaultMaxInflight            = 1
+	DefaultMaxConns               = 4096
+	DefaultMaxPendingHandshakes   = 256
 	// DefaultMaxPendingHandshakesPerIP leaves the pool to at least 8
 	// sources.
 	DefaultMaxPendingHandshakesPerIP = 32
@@ -125,6 +135,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.BodyTimeout, DefaultBodyTimeout)
 	orDefault(&c.MaxBodyBytes, DefaultMaxBodyBytes)
 	orDefault(&c.MaxBufferedBodyBytes, max(DefaultMaxBufferedBodyBytes, c.MaxBodyBytes))
+	orDefault(&c.MaxBufferedAnswerBytes, max(DefaultMaxBufferedAnswerBytes, c.MaxAnswerBytes))
 	orDefault(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	orDefault(&c.TicketKeyRotation, DefaultTicketKeyRotation)
 	orDefault(&c.HandshakeLogInterval, DefaultHandshakeLogInterval)
@@ -179,6 +190,8 @@ func (c *Config) ValidateSettings() error {
 		return &FieldError{"MaxBodyBytes", "must not be negative"}
 	case c.MaxBufferedBodyBytes < c.MaxBodyBytes:
 		return &FieldError{"MaxBufferedBodyBytes", "must not be less than the largest request body allowed, or no body that large could be read"}
+	case c.MaxBufferedAnswerBytes != 0 && c.MaxBufferedAnswerBytes < cmp.Or(c.MaxAnswerBytes, DefaultMaxAnswerBytes):
+		return &FieldError{"MaxBufferedAnswerBytes", "must not be less than the largest answer held in memory (4 MiB), or none that large could be"}
 	case c.MaxConns < 0:
 		return &FieldError{"MaxConns", "must not be negative"}
 	case c.MaxPendingHandshakes < 0:

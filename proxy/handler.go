@@ -28,6 +28,7 @@ type handler struct {
 	writeTimeout time.Duration
 	maxBody      int64
 	bodies       *bodyBudget
+	answers      *bodyBudget
 	maxAnswer    int64
 	proxy        *httputil.ReverseProxy
 	lean         *upstreamTransport // set: requests go through forward, not proxy
@@ -40,15 +41,16 @@ type handler struct {
 // exchange is what one request learns on its way, for the answer, the
 // audit and the access log.
 type exchange struct {
-	host     string // the Host the client asked for
-	id       *Identity
-	target   *target
-	upstream time.Duration // until the upstream's answer headers
-	started  time.Time
-	audit    *audit // for requests that may create an operation
-	release  func() // frees the upstream slot; safe to call twice
-	reserved int64  // bytes of the body budget this request holds
-	rc       *http.ResponseController
+	host           string // the Host the client asked for
+	id             *Identity
+	target         *target
+	upstream       time.Duration // until the upstream's answer headers
+	started        time.Time
+	audit          *audit // for requests that may create an operation
+	release        func() // frees the upstream slot; safe to call twice
+	reserved       int64  // bytes of the body budget this request holds
+	answerReserved int64  // bytes of the answer budget its answer holds
+	rc             *http.ResponseController
 	// answer is the buffered answer (from a pool), answerReader reads it.
 	answer       *[]byte
 	answerReader bytes.Reader
@@ -65,7 +67,10 @@ func newHandler(cfg *Config, m *metrics, snap func() *snapshot) *handler {
 	h := &handler{
 		upstream: cfg.Upstream, upTimeout: cfg.UpstreamTimeout, bodyTimeout: cfg.BodyTimeout, writeTimeout: cfg.WriteTimeout,
 		maxBody: cfg.MaxBodyBytes, maxAnswer: cfg.MaxAnswerBytes, metrics: m, log: cfg.Logger, snap: snap,
-		bodies: &bodyBudget{max: cfg.MaxBufferedBodyBytes, interval: cfg.HandshakeLogInterval, gauge: m.bodyBytes},
+		bodies: &bodyBudget{max: cfg.MaxBufferedBodyBytes, interval: cfg.HandshakeLogInterval, gauge: m.bodyBytes,
+			msg: "request bodies refused with 503: the memory budget for request bodies is spent"},
+		answers: &bodyBudget{max: cfg.MaxBufferedAnswerBytes, interval: cfg.HandshakeLogInterval, gauge: m.answerBytes,
+			msg: "answers streamed, each holding its upstream slot until its client reads it: the memory budget for answers is spent"},
 	}
 	if cfg.MaxInflight > 0 {
 		h.limit = newLimiter(cfg.MaxInflight, cfg.QueueTimeout)
@@ -318,9 +323,10 @@ func (h *handler) finishAnswer(resp *http.Response, ex *exchange) error {
 }
 
 // bufferAnswer reads an answer of up to maxAnswer bytes into memory and
-// frees the upstream slot. A larger one streams and keeps its slot. An
-// answer with a Content-Length (pg-backup-api always sends one) is read
-// into a pooled buffer of that size, given back when the exchange ends.
+// frees the upstream slot. A larger one, or one the answer budget has no
+// room for, streams and keeps its slot. An answer with a Content-Length
+// (pg-backup-api always sends one) is read into a pooled buffer of that
+// size, given back when the exchange ends.
 func (h *handler) bufferAnswer(resp *http.Response, ex *exchange) error {
 	if resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength > h.maxAnswer {
 		if resp.ContentLength == 0 {
@@ -328,6 +334,15 @@ func (h *handler) bufferAnswer(resp *http.Response, ex *exchange) error {
 		}
 		return nil
 	}
+	want := resp.ContentLength
+	if want < 0 {
+		want = h.maxAnswer + 1
+	}
+	if !h.answers.reserve(want) {
+		h.answers.refused(h.log)
+		return nil // streams: bounded memory, the slot held within the write deadline
+	}
+	ex.answerReserved = want
 	if resp.ContentLength >= 0 {
 		buf := getAnswerBuf(int(resp.ContentLength))
 		_, err := io.ReadFull(resp.Body, *buf)
@@ -355,6 +370,8 @@ func (h *handler) bufferAnswer(resp *http.Response, ex *exchange) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errCutAnswer, err)
 	}
+	h.answers.release(want - int64(len(data)))
+	ex.answerReserved = int64(len(data))
 	if int64(len(data)) > h.maxAnswer {
 		rest := resp.Body
 		resp.Body = struct {
@@ -432,6 +449,7 @@ func (h *handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 
 func (h *handler) done(r *http.Request, rec *recorder, ex *exchange) {
 	h.bodies.release(ex.reserved)
+	h.answers.release(ex.answerReserved)
 	status := rec.status
 	if status == 0 {
 		status = http.StatusOK

@@ -11,14 +11,15 @@ import (
 // from a fixed set or from a verified certificate: methods and routes
 // pg-backup-api does not have are "other".
 type metrics struct {
-	requests   *prometheus.CounterVec
-	duration   *prometheus.HistogramVec
-	inflight   prometheus.Gauge
-	bodyBytes  prometheus.Gauge
-	handshakes *prometheus.CounterVec
-	upstream   *prometheus.CounterVec
-	denied     *prometheus.CounterVec
-	operations *prometheus.CounterVec
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	inflight    prometheus.Gauge
+	bodyBytes   prometheus.Gauge
+	answerBytes prometheus.Gauge
+	handshakes  *prometheus.CounterVec
+	upstream    *prometheus.CounterVec
+	denied      *prometheus.CounterVec
+	operations  *prometheus.CounterVec
 }
 
 // newMetrics registers the proxy's series, the Go runtime's and the
@@ -41,6 +42,10 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 		bodyBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pgbapi_proxy_request_body_buffered_bytes",
 			Help: "Bytes of request bodies held in memory now (reserved from the request body budget).",
+		}),
+		answerBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pgbapi_proxy_answer_buffered_bytes",
+			Help: "Bytes of upstream answers held in memory now, until their clients read them (reserved from the answer budget).",
 		}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgbapi_proxy_tls_handshake_failures_total",
@@ -74,5 +79,5 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 
 // own are the proxy's own series that change while it serves.
 func (m *metrics) own() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.duration, m.inflight, m.bodyBytes, m.handshakes, m.upstream, m.denied, m.operations}
+	return []prometheus.Collector{m.requests, m.duration, m.inflight, m.bodyBytes, m.answerBytes, m.handshakes, m.upstream, m.denied, m.operations}
 }

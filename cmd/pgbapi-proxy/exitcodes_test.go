@@ -78,6 +78,7 @@ func TestExitCodes(t *testing.T) {
 		{"serve", empty.flags("serve", "--log-format", "xml"), 2, `--log-format "xml"`},
 		{"serve", empty.flags("serve", "--server-cert-days", "0"), 2, "--server-cert-days must be at least 1"},
 		{"serve", empty.flags("serve", "--max-connections", "-1"), 2, "--max-connections: must not be negative"},
+		{"serve", empty.flags("serve", "--max-buffered-answer-bytes", "10"), 2, "--max-buffered-answer-bytes: must not be less than the largest answer held in memory"},
 		{"serve", empty.flags("serve", "--max-handshakes-per-source", "-1"), 2, "--max-handshakes-per-source: must not be negative"},
 		{"serve", empty.flags("serve", "--max-buffered-body-bytes", "10"), 2, "--max-buffered-body-bytes: must not be less than the largest request body allowed"},
 		{"serve", empty.flags("serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"), 1, ""},

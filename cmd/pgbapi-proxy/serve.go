@@ -72,6 +72,7 @@ upstream with several workers.`,
 		writeTimeout := fs.Duration("write-timeout", proxy.DefaultWriteTimeout, "how long a client may take to read an answer once pg-backup-api gave it")
 		maxBody := fs.Int64("max-body-bytes", proxy.DefaultMaxBodyBytes, "largest request body forwarded (413 above)")
 		maxBuffered := fs.Int64("max-buffered-body-bytes", proxy.DefaultMaxBufferedBodyBytes, "request bodies held in memory at once, all clients together (503 above); at least --max-body-bytes")
+		maxAnswers := fs.Int64("max-buffered-answer-bytes", proxy.DefaultMaxBufferedAnswerBytes, "answers held in memory for clients that have not read them yet, all together; past it an answer streams, holding its pg-backup-api slot while its client reads")
 		maxConns := fs.Int("max-connections", proxy.DefaultMaxConns, "client connections open at once; one more is closed at once")
 		maxHandshakes := fs.Int("max-handshakes", proxy.DefaultMaxPendingHandshakes, "TLS handshakes in progress at once; one more is closed at once")
 		maxPerSource := fs.Int("max-handshakes-per-source", proxy.DefaultMaxPendingHandshakesPerIP, "TLS handshakes in progress from one address (IPv6: one /64), so that one source cannot take them all")
@@ -111,7 +112,7 @@ upstream with several workers.`,
 					Upstream: up, UpstreamTimeout: *upTimeout, MaxInflight: *inflight, QueueTimeout: *queue,
 					ShutdownTimeout: *shutdown, Version: versionString(), Logger: logger, Pprof: *pprofOn,
 					ReadHeaderTimeout: *headerTimeout, BodyTimeout: *bodyTimeout, WriteTimeout: *writeTimeout, MaxBodyBytes: *maxBody,
-					MaxBufferedBodyBytes: *maxBuffered, MaxConns: *maxConns, MaxPendingHandshakes: *maxHandshakes, MaxPendingHandshakesPerIP: *maxPerSource,
+					MaxBufferedBodyBytes: *maxBuffered, MaxBufferedAnswerBytes: *maxAnswers, MaxConns: *maxConns, MaxPendingHandshakes: *maxHandshakes, MaxPendingHandshakesPerIP: *maxPerSource,
 				},
 			}
 			return flagError(s.run(ctx))
@@ -269,7 +270,7 @@ var serveFlags = map[string]string{
 	"Upstream": "--upstream", "UpstreamTimeout": "--upstream-timeout", "MaxInflight": "--upstream-max-inflight",
 	"QueueTimeout": "--upstream-queue-timeout", "ShutdownTimeout": "--shutdown-timeout",
 	"ReadHeaderTimeout": "--read-header-timeout", "WriteTimeout": "--write-timeout", "BodyTimeout": "--request-body-timeout",
-	"MaxBodyBytes": "--max-body-bytes", "MaxBufferedBodyBytes": "--max-buffered-body-bytes", "MaxConns": "--max-connections",
+	"MaxBodyBytes": "--max-body-bytes", "MaxBufferedBodyBytes": "--max-buffered-body-bytes", "MaxBufferedAnswerBytes": "--max-buffered-answer-bytes", "MaxConns": "--max-connections",
 	"MaxPendingHandshakes": "--max-handshakes", "MaxPendingHandshakesPerIP": "--max-handshakes-per-source", "Lifetime": "--server-cert-lifetime (or --server-cert-days)", "AccessFile": "--access-file",
 }
 
