@@ -141,6 +141,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	release, err := h.limit.acquire(r.Context())
+	if err != nil && !errors.Is(err, errQueueFull) {
+		// The client went away while it waited: nothing is sent, and it
+		// is not a full queue.
+		h.log.Info("client went away while waiting for a free slot", "path", cut(r.URL.Path), "err", err)
+		rec.WriteHeader(499) // nginx's "client closed request", for the log and metrics
+		return
+	}
 	if err != nil {
 		h.metrics.upstream.WithLabelValues("queue_full").Inc()
 		rec.Header().Set("Retry-After", "5")

@@ -492,3 +492,23 @@ func TestOptionsStarIsNamed(t *testing.T) {
 	assert.Zero(t, h.up.Requests())
 	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), "method=OPTIONS path=* status=400") }, 2*time.Second, 20*time.Millisecond)
 }
+
+// A client that goes away while its request waits for the upstream slot
+// is logged as 499, not as a full queue (503, queue_full).
+func TestClientGoneWhileQueued(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *Trust) { c.MaxInflight = 1 })
+	h.up.Delay = 2 * time.Second
+	pem := h.ca.Client(t, "pem")
+	go h.do(t, h.client(&pem), "GET", "/diagnose", "") // holds the slot
+	require.Eventually(t, func() bool { return h.up.Requests() >= 1 }, 5*time.Second, 10*time.Millisecond)
+	gone := h.ca.Client(t, "gone")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", h.url("/status"), nil)
+	require.NoError(t, err)
+	_, err = h.client(&gone).Do(req)
+	require.Error(t, err, "the client gave up")
+	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), "client went away while waiting for a free slot") }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), "client=gone method=GET path=/status status=499") }, 5*time.Second, 10*time.Millisecond)
+	assert.False(t, h.hasMetric(t, `pgbapi_proxy_upstream_errors_total{kind="queue_full"}`), "not a full queue")
+}
