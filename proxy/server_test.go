@@ -508,7 +508,11 @@ func TestClientGoneWhileQueued(t *testing.T) {
 	require.NoError(t, err)
 	_, err = h.client(&gone).Do(req)
 	require.Error(t, err, "the client gave up")
-	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), "client went away while waiting for a free slot") }, 5*time.Second, 10*time.Millisecond)
-	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), "client=gone method=GET path=/status status=499") }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		return strings.Contains(h.logs.String(), "client went away while waiting for a free slot")
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		return strings.Contains(h.logs.String(), "client=gone method=GET path=/status status=499")
+	}, 5*time.Second, 10*time.Millisecond)
 	assert.False(t, h.hasMetric(t, `pgbapi_proxy_upstream_errors_total{kind="queue_full"}`), "not a full queue")
 }
