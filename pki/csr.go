@@ -101,8 +101,13 @@ func checkCSR(csr *x509.CertificateRequest, name string) ([]string, error) {
 func checkCSRKey(pub crypto.PublicKey) error {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
+		switch {
+		case k.N.BitLen() < 2048:
 			return fmt.Errorf("the request's key is RSA %d: use at least 2048 bits", k.N.BitLen())
+		case k.N.BitLen() > 8192:
+			// Go's TLS refuses client keys above 8192 bits: such a
+			// certificate could never connect.
+			return fmt.Errorf("the request's key is RSA %d: TLS servers (this one too) refuse client keys over 8192 bits; use 2048 to 4096", k.N.BitLen())
 		}
 		return nil
 	case *ecdsa.PublicKey:

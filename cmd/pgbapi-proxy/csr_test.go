@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pgbapi/pgbapi-proxy/internal/needs"
@@ -169,6 +170,17 @@ func TestIssueClientRefusesBadCSR(t *testing.T) {
 		{"not a request", func(*testing.T) string { return garbage }, nil, 2, "--csr: not a PKCS#10 certificate request"},
 		{"missing file", func(t *testing.T) string { return filepath.Join(t.TempDir(), "none.csr") }, nil, 1, "--csr: open"},
 		{"with --key-type", func(*testing.T) string { return good }, []string{"--key-type", "rsa-2048"}, 2, "--key-type and --csr do not go together"},
+		{"a FIFO, which would block", func(t *testing.T) string {
+			fifo := filepath.Join(t.TempDir(), "fifo.csr")
+			require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+			return fifo
+		}, nil, 2, "not a regular file"},
+		{"a device without end", func(*testing.T) string { return "/dev/zero" }, nil, 2, "not a regular file"},
+		{"a huge file", func(t *testing.T) string {
+			huge := filepath.Join(t.TempDir(), "huge.csr")
+			require.NoError(t, os.WriteFile(huge, make([]byte, 1<<20), 0o644))
+			return huge
+		}, nil, 2, "over 64 KiB, which no certificate request is"},
 		{"a key of that name exists", func(t *testing.T) string {
 			require.NoError(t, os.WriteFile(filepath.Join(d.tpa, "svc.key"), []byte("old key"), 0o600))
 			t.Cleanup(func() { os.Remove(filepath.Join(d.tpa, "svc.key")) })

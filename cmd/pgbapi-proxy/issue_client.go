@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
@@ -149,12 +151,27 @@ func readCSR(file, keyType string) ([]byte, error) {
 	if keyType != "" {
 		return nil, usagef("--key-type and --csr do not go together: the request's key is used")
 	}
-	data, err := os.ReadFile(file)
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("--csr: %w", err)
 	}
+	defer f.Close()
+	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+		return nil, usagef("--csr %s: not a regular file (give the request's PEM file)", file)
+	}
+	// A PEM request is a few KB: anything far larger is not one.
+	data, err := io.ReadAll(io.LimitReader(f, maxCSRFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("--csr: %w", err)
+	}
+	if len(data) > maxCSRFile {
+		return nil, usagef("--csr %s: over %d KiB, which no certificate request is", file, maxCSRFile>>10)
+	}
 	return data, nil
 }
+
+// maxCSRFile bounds what --csr reads.
+const maxCSRFile = 64 << 10
 
 // rootCopyFor is where root.crt goes next to a certificate signed from a
 // request into another directory than the TPA dir (--csr --out DIR), so
