@@ -83,7 +83,9 @@ func ParseRules(name string, r io.Reader) (*Rules, error) {
 	rs := &Rules{byName: map[string]*rule{}, path: name}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
-	for n := 1; sc.Scan(); n++ {
+	n := 0
+	for sc.Scan() {
+		n++
 		text := sc.Text()
 		if i := strings.IndexByte(text, '#'); i >= 0 {
 			text = text[:i]
@@ -102,7 +104,9 @@ func ParseRules(name string, r io.Reader) (*Rules, error) {
 		}
 		rs.byName[who] = ru
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return nil, fmt.Errorf("%s:%d: a line over 64 KiB; a rule is a name and a few grants", name, n+1)
+	} else if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return rs, nil

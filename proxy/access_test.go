@@ -94,6 +94,7 @@ func TestRulesErrors(t *testing.T) {
 		"pem operations:../x":          "is not a barman server name",
 		"../etc read":                  "is not a client name",
 		"\n\n# comment\n  p/q  read\n": "access:4:",
+		"pem read\n# " + strings.Repeat("x", 100<<10) + "\n": "access:2: a line over 64 KiB",
 	} {
 		_, err := ParseRules("access", strings.NewReader(text))
 		require.Error(t, err, text)
