@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Actions that only adoption reports.
@@ -23,6 +25,10 @@ const (
 
 // managedFiles are the TPA directory's files that init handles by name.
 var managedFiles = []string{RootCertName, CACertName, ServerName + ".crt", TestClientName + ".crt"}
+
+// maxAdoptedFile bounds a file init reads to adopt it: a certificate and
+// its chain are a few KB.
+const maxAdoptedFile = 1 << 20
 
 // adoptClients records every client certificate in the TPA directory that
 // the cluster CA signed and the inventory does not know yet, with or
@@ -51,13 +57,26 @@ func (r *initRun) adoptClients() error {
 	}
 	for _, name := range names {
 		path := filepath.Join(dir, name)
-		what := "certificate " + name
+		what, shown := "certificate "+name, path
+		oddName := strings.ContainsFunc(name, unicode.IsControl)
+		if oddName { // a newline in a name stays on one line
+			q := strconv.QuoteToGraphic(name)
+			what, shown = "certificate "+q[1:len(q)-1], strconv.QuoteToGraphic(path)
+		}
 		info, err := os.Lstat(path)
 		if err != nil {
 			return err
 		}
-		if !info.Mode().IsRegular() {
-			r.step(LeftAlone, what, path, "not a regular file (a symbolic link is not followed)")
+		switch {
+		case !info.Mode().IsRegular():
+			r.step(LeftAlone, what, shown, "not a regular file (a symbolic link is not followed)")
+			continue
+		case oddName:
+			// A name that would break every line-per-certificate output.
+			r.step(LeftAlone, what, shown, "its name holds control characters (a newline, say): rename it to be adopted")
+			continue
+		case info.Size() > maxAdoptedFile:
+			r.step(LeftAlone, what, path, fmt.Sprintf("over %d KiB, which no certificate chain here is", maxAdoptedFile>>10))
 			continue
 		}
 		certs, err := LoadCerts(path)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -67,6 +68,8 @@ func TestInitAdoptsATPAHost(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(l.TPADir, "junk.crt"), []byte("not PEM\n"), 0o644))
 			put("lonely.key", f.Key("pg-backup-user"))
 			require.NoError(t, os.Symlink(f.Cert("pemagent-barman1"), filepath.Join(l.TPADir, "link.crt")))
+			put("evil\nname.crt", elsewhere.Cert("handed-out")) // signed by the cluster CA, a newline in its name
+			require.NoError(t, os.WriteFile(filepath.Join(l.TPADir, "huge.crt"), make([]byte, 2<<20), 0o644))
 			before := snapshot(t, l.TPADir)
 
 			o := testInitOptions(l)
@@ -93,6 +96,7 @@ func TestInitAdoptsATPAHost(t *testing.T) {
 				{"junk.crt", LeftAlone, "not a certificate"},
 				{"link.crt", LeftAlone, "symbolic link is not followed"},
 				{"lonely.key", LeftAlone, "a key without a certificate"},
+				{"huge.crt", LeftAlone, "over 1024 KiB"},
 			}
 			if !withKey {
 				tests = append(tests, struct {
@@ -106,6 +110,11 @@ func TestInitAdoptsATPAHost(t *testing.T) {
 				assert.Equal(t, tc.action, s.Action, tc.file)
 				assert.Contains(t, s.Note, tc.note, tc.file)
 			}
+			// A newline in a name: left alone, and said on one line.
+			evil := stepFor(t, steps, strconv.QuoteToGraphic(in("evil\nname.crt")))
+			assert.Equal(t, LeftAlone, evil.Action)
+			assert.Contains(t, evil.Note, "control characters")
+			assert.NotContains(t, evil.What+evil.Path, "\n")
 			assert.Empty(t, changed(before, snapshot(t, l.TPADir)), "adoption changes no file in the TPA directory")
 
 			inv, err := ReadInventory(l)
