@@ -3,9 +3,11 @@ package pki
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // File modes of what the PKI writes.
@@ -137,4 +139,53 @@ func exists(path string) (bool, error) {
 		return false, nil
 	}
 	return false, err
+}
+
+// ErrNotRegular is a path ReadBounded refuses: a directory, a FIFO, a
+// device or (unless followed) a symbolic link.
+var ErrNotRegular = errors.New("not a regular file")
+
+// SizeError is a file ReadBounded refuses for being over its limit.
+type SizeError struct {
+	Path  string
+	Limit int64
+}
+
+func (e *SizeError) Error() string { return fmt.Sprintf("%s is larger than %d bytes", e.Path, e.Limit) }
+
+// ReadBounded reads the regular file at path, at most limit bytes, through
+// one descriptor: a link at path is not followed unless follow, a FIFO or
+// a device is refused without blocking, and check (when not nil) sees the
+// opened file before anything is read, so that what was checked is what
+// is read.
+func ReadBounded(path string, follow bool, limit int64, check func(fs.FileInfo) error) ([]byte, error) {
+	flags := os.O_RDONLY | syscall.O_NONBLOCK
+	if !follow {
+		flags |= syscall.O_NOFOLLOW
+	}
+	f, err := os.OpenFile(path, flags, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is %w", path, ErrNotRegular)
+	}
+	if check != nil {
+		if err := check(info); err != nil {
+			return nil, err
+		}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, &SizeError{Path: path, Limit: limit}
+	}
+	return data, nil
 }

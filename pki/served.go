@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -157,24 +156,5 @@ func matchingPair(certPEM, keyPEM []byte) ([]*x509.Certificate, crypto.Signer, e
 // up to maxServedFile bytes: what root reads from a directory another
 // account can write.
 func readNoFollow(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxServedFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxServedFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxServedFile)
-	}
-	return data, nil
+	return ReadBounded(path, false, maxServedFile, nil)
 }

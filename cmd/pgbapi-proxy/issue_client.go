@@ -5,10 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/pgbapi/pgbapi-proxy/pki"
@@ -151,21 +150,19 @@ func readCSR(file, keyType string) ([]byte, error) {
 	if keyType != "" {
 		return nil, usagef("--key-type and --csr do not go together: the request's key is used")
 	}
-	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("--csr: %w", err)
-	}
-	defer f.Close()
-	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
-		return nil, usagef("--csr %s: not a regular file (give the request's PEM file)", file)
-	}
 	// A PEM request is a few KB: anything far larger is not one.
-	data, err := io.ReadAll(io.LimitReader(f, maxCSRFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("--csr: %w", err)
-	}
-	if len(data) > maxCSRFile {
+	data, err := pki.ReadBounded(file, true, maxCSRFile, nil)
+	var tooLarge *pki.SizeError
+	var pathErr *fs.PathError
+	switch {
+	case errors.Is(err, pki.ErrNotRegular):
+		return nil, usagef("--csr %s: not a regular file (give the request's PEM file)", file)
+	case errors.As(err, &tooLarge):
 		return nil, usagef("--csr %s: over %d KiB, which no certificate request is", file, maxCSRFile>>10)
+	case errors.As(err, &pathErr):
+		return nil, fmt.Errorf("--csr: %w", pathErr) // the system's words, once
+	case err != nil:
+		return nil, fmt.Errorf("--csr: %w", err)
 	}
 	return data, nil
 }
