@@ -75,13 +75,21 @@ func (r *initRun) adoptClients() error {
 			// A name that would break every line-per-certificate output.
 			r.step(LeftAlone, what, shown, "its name holds control characters (a newline, say): rename it to be adopted")
 			continue
-		case info.Size() > maxAdoptedFile:
+		}
+		// The file Lstat saw, read once and bounded.
+		data, err := ReadBounded(path, false, maxAdoptedFile, nil)
+		var tooLarge *SizeError
+		if errors.As(err, &tooLarge) {
 			r.step(LeftAlone, what, path, fmt.Sprintf("over %d KiB, which no certificate chain here is", maxAdoptedFile>>10))
 			continue
 		}
-		certs, err := LoadCerts(path)
 		if err != nil {
 			r.step(LeftAlone, what, path, "not a certificate: "+err.Error())
+			continue
+		}
+		certs, err := ParseCerts(data)
+		if err != nil {
+			r.step(LeftAlone, what, path, fmt.Sprintf("not a certificate: reading certificate %q: %v", path, err))
 			continue
 		}
 		cert := certs[0]
